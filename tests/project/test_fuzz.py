@@ -14,14 +14,14 @@ import copy
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from voicecalm.project import Location, ProjectError, load_project
 
@@ -30,19 +30,26 @@ DEFAULT_PATTERNS = REPO / "voicecalm" / "project" / "defaults" / "patterns.yml"
 FLOW_FOLDER = "flows"  # the example's config.yml reads flows from here
 
 
-@dataclass(frozen=True)
 class Seed:
-    target: str  # project-relative path the (mutated) text is written to
-    text: str
+    """A valid flow file; `target` is the project-relative path its (mutated) text is written to.
 
-    def __repr__(self) -> str:  # keeps hypothesis' falsifying-example output short
-        return f"Seed({self.target!r})"
+    A plain class, not a dataclass, so that hypothesis prints the short repr, not the whole text.
+    """
+
+    def __init__(self, target: str, text: str, origin: str) -> None:
+        self.target, self.text, self.origin = target, text, origin
+
+    def __repr__(self) -> str:
+        return f"Seed({self.origin!r} -> {self.target!r})"
 
 
 def _seeds() -> list[Seed]:
-    seeds = [Seed(f"{FLOW_FOLDER}/{path.name}", path.read_text(encoding="utf-8")) for path in sorted((REPO / FLOW_FOLDER).glob("*.yml"))]
+    seeds = [
+        Seed(f"{FLOW_FOLDER}/{path.name}", path.read_text(encoding="utf-8"), f"{FLOW_FOLDER}/{path.name}")
+        for path in sorted((REPO / FLOW_FOLDER).glob("*.yml"))
+    ]
     # The default patterns replace the example's own patterns file (same flow ids would clash).
-    seeds.append(Seed(f"{FLOW_FOLDER}/patterns.yml", DEFAULT_PATTERNS.read_text(encoding="utf-8")))
+    seeds.append(Seed(f"{FLOW_FOLDER}/patterns.yml", DEFAULT_PATTERNS.read_text(encoding="utf-8"), "<defaults>/patterns.yml"))
     return seeds
 
 
@@ -74,6 +81,11 @@ def _check_load(base: Path, seed: Seed, content: str | bytes) -> None:
             load_project(root)
         except ProjectError as error:
             _assert_well_formed(error, root.resolve())
+            outcome = "ProjectError"
+        else:
+            outcome = "loaded"
+        if currently_in_test_context():
+            event(outcome)  # shown by --hypothesis-show-statistics
 
 
 def _assert_well_formed(error: ProjectError, root: Path) -> None:
@@ -158,6 +170,11 @@ CONDITIONS = st.one_of(
 )
 
 
+SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+# No `explain` phase: on a failure it reruns the example hundreds of times (~30 s here).
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
+
+
 # --- tree helpers ----------------------------------------------------------------------------
 
 Node = tuple[Any, Any, Any]  # (parent, key, value); parent None for the root
@@ -202,7 +219,13 @@ def _targets(data: st.DataObject, tree: Any) -> Any:
         max_size=4,
     )
     return data.draw(
-        st.one_of(st.sampled_from(("END", "START", "NEXT:x", "nowhere", "", *ids)), st.lists(inline_step, max_size=2), branch_list, VALUES),
+        st.one_of(
+            st.sampled_from(("END", "START", "NEXT:x", "nowhere", "", *ids)),
+            st.just([]),
+            st.lists(inline_step, max_size=2),
+            branch_list,
+            VALUES,
+        ),
         label="next target",
     )
 
@@ -280,33 +303,33 @@ def change_next(tree: Any, data: st.DataObject) -> Any:
 
 
 def rename_step_id(tree: Any, data: st.DataObject) -> Any:
+    """Give a step an id that is taken, reserved, odd, or not a string at all."""
     steps = [v for _, _, v in _walk(tree) if _is_step(v)]
     if steps:
         node = _pick(data, steps, "step")
-        node["id"] = data.draw(
-            st.one_of(st.sampled_from(_step_ids(tree) or ["x"]), st.sampled_from(("START", "END", "NEXT:a", "", "a b"))),
-            label="step id",
-        ) if data.draw(st.booleans(), label="existing or reserved id") else data.draw(SCALARS, label="step id")
+        taken_or_reserved = st.sampled_from((*_step_ids(tree), "START", "END", "NEXT:a", "", "a b"))
+        node["id"] = data.draw(st.one_of(taken_or_reserved, SCALARS), label="step id")
     return tree
 
 
-def empty_container(tree: Any, data: st.DataObject) -> Any:
-    containers = [v for _, _, v in _walk(tree) if isinstance(v, (list, dict)) and v]
-    if containers:
-        _pick(data, containers, "container").clear()
+def empty_list(tree: Any, data: st.DataObject) -> Any:
+    lists = [v for _, _, v in _walk(tree) if isinstance(v, list) and v]
+    if lists:
+        _pick(data, lists, "list").clear()
     return tree
 
 
 TREE_MUTATIONS: tuple[Callable[[Any, st.DataObject], Any], ...] = (
     delete_key, add_unknown_key, replace_value, rename_key, duplicate_item, swap_items,
-    change_next, rename_step_id, empty_container,
+    change_next, rename_step_id, empty_list,
 )
 
 
 @settings(
     max_examples=150,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=SUPPRESSED,
+    phases=PHASES,
 )
 @given(data=st.data())
 def test_tree_mutations_raise_only_project_error(base_project: Path, data: st.DataObject) -> None:
@@ -426,7 +449,8 @@ TEXT_MUTATIONS: tuple[Callable[[str, st.DataObject], str], ...] = (
 @settings(
     max_examples=100,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=SUPPRESSED,
+    phases=PHASES,
 )
 @given(data=st.data())
 def test_text_mutations_raise_only_project_error(base_project: Path, data: st.DataObject) -> None:
@@ -446,3 +470,32 @@ def test_text_mutations_raise_only_project_error(base_project: Path, data: st.Da
 )
 def test_raw_bytes_raise_only_project_error(base_project: Path, content: bytes) -> None:
     _check_load(base_project, SEEDS[0], content)
+
+
+# --- crashes found by fuzzing, kept as fixed examples ----------------------------------------
+
+_BRANCHING_STEP = """\
+flows:
+  fuzz_flow:
+    description: d
+    steps:
+      - action: utter_greet
+        next:
+{branches}
+"""
+
+
+@pytest.mark.parametrize(
+    "flows",
+    [
+        # an empty inline step list as a branch target (IndexError in flows.py)
+        _BRANCHING_STEP.format(branches="          - if: slots.authenticated\n            then: []\n          - else: END"),
+        _BRANCHING_STEP.format(branches="          - else: []"),
+        # a long chain of `not` / `and` in a condition (RecursionError in the condition compiler)
+        _BRANCHING_STEP.format(branches=f"          - if: {'not ' * 500}slots.authenticated\n            then: END\n          - else: END"),
+        _BRANCHING_STEP.format(branches=f"          - if: {' and '.join(['slots.authenticated'] * 500)}\n            then: END\n          - else: END"),
+    ],
+    ids=["empty-then", "empty-else", "500-nots", "500-ands"],
+)
+def test_found_crashes_raise_only_project_error(base_project: Path, flows: str) -> None:
+    _check_load(base_project, Seed(f"{FLOW_FOLDER}/fuzz.yml", flows, "fixed example"), flows)

@@ -133,12 +133,14 @@ def parse_predicate(text: str | bool) -> Predicate:
         return Predicate(text, frozenset(), (), lambda document, value=text: value)
     if not isinstance(text, str):
         raise TypeError(f"a condition must be a string or a bool, not {type(text).__name__}")
+    compiler = _Compiler()
     try:
         tree = _parser().parse(text)
+        root = compiler.expression(tree.children[0])
     except UnexpectedInput as error:
         raise _syntax_error(error, text) from None
-    compiler = _Compiler()
-    root = compiler.expression(tree.children[0])
+    except RecursionError:
+        raise ConditionSyntaxError("the condition is nested too deeply", 1) from None
     return Predicate(text, frozenset(compiler.names), tuple(compiler.comparisons), root)
 
 

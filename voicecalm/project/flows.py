@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -97,6 +99,7 @@ class Flow:
     run_pattern_completed: bool = True
     translation: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # changes whenever the flow's definition changes (code-change detection)
     step_by_id: Mapping[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,20 +155,20 @@ class _FlowBuilder:
 
     def build_list(self, models: list[Any], raws: LocatedList, top_level: bool) -> list[str]:
         ids: list[str] = []
-        numbered: list[tuple[Any, Location, int, tuple[Branch, ...]]] = []
+        numbered: list[tuple[Any, Any, Location, int, tuple[Branch, ...]]] = []
         for position, model in enumerate(models):
             index = self.counter
             self.counter += 1
             ids.append(model.id if model.id is not None else f"{self.flow_id}_{index}_{_step_id_postfix(model)}")
             raw = raws[position] if isinstance(raws, list) and position < len(raws) else LocatedDict()
             location = raws.location_of(position)
-            numbered.append((model, location, index, self._explicit_branches(model, raw, location)))
-        for position, (model, location, index, branches) in enumerate(numbered):
+            numbered.append((model, raw, location, index, self._explicit_branches(model, raw, location)))
+        for position, (model, raw, location, index, branches) in enumerate(numbered):
             if model.next is None and not isinstance(model, schema.LinkStepModel):
                 following = ids[position + 1] if position + 1 < len(ids) else (END if top_level else None)
                 if following is not None and not isinstance(model, schema.NoopStepModel):
                     branches = (Branch(None, following, location),)
-            self.steps[index] = _make_step(model, ids[position], branches, location, raws[position])
+            self.steps[index] = _make_step(model, ids[position], branches, location, raw)
         return ids
 
     def _explicit_branches(self, model: Any, raw: Any, location: Location) -> tuple[Branch, ...]:
@@ -261,4 +264,5 @@ def build_flow(flow_id: str, model: schema.FlowModel, raw: LocatedDict, location
         run_pattern_completed=model.run_pattern_completed,
         translation=MappingProxyType({lang: t.name for lang, t in model.translation.items()}),
         metadata=MappingProxyType(dict(model.metadata)),
+        fingerprint=hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16],
     )

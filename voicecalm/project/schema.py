@@ -26,13 +26,16 @@ class OpenModel(BaseModel):
 StepTarget = str
 
 
+InlineSteps = Annotated[list["StepModel"], Field(min_length=1)]
+
+
 class ConditionalNext(FileModel):
     if_: str | bool = Field(alias="if")
-    then: StepTarget | list["StepModel"]
+    then: StepTarget | InlineSteps
 
 
 class ElseNext(FileModel):
-    else_: StepTarget | list["StepModel"] = Field(alias="else")
+    else_: StepTarget | InlineSteps = Field(alias="else")
 
 
 def _next_branch_kind(value: Any) -> str | None:

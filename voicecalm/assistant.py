@@ -1,0 +1,210 @@
+"""`Assistant`: the one entry point every channel and test uses to run a user turn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicecalm.actions.runner import ActionRunner
+from voicecalm.dialogue import stack as stacks
+from voicecalm.dialogue.builtin_actions import session_start as begin_session
+from voicecalm.dialogue.cleanup import CleanupSettings, clean_commands, filter_for_state
+from voicecalm.dialogue.command_execution import execute_commands
+from voicecalm.dialogue.commands import Command, Error, HandleCodeChange, SessionStart, UserSilence
+from voicecalm.dialogue.executor import Turn, TurnServices
+from voicecalm.nlg import BotMessage, ResponseRenderer
+from voicecalm.project import Project, load_project
+from voicecalm.tracker.conversation import Conversation
+from voicecalm.tracker.events import Event, SessionStarted, UserUttered
+from voicecalm.tracker.stores import ConcurrentUpdateError, TrackerStore, create_tracker_store
+from voicecalm.understanding.understand import CommandGenerator, understand
+
+logger = logging.getLogger(__name__)
+
+SESSION_START_PAYLOAD = "/session_start"
+CACHED_CONVERSATIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserTurn:
+    """One user input: text (or a `/payload`), or commands given directly (tests, DTMF)."""
+
+    text: str | None = None
+    commands: Sequence[Command] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    input_channel: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    messages: list[BotMessage]
+    commands: list[Command]  # as executed, after cleanup
+    events: list[Event]  # everything this turn appended to the tracker
+    session_ended: bool = False
+
+
+class Assistant:
+    """Runs turns for many conversations at once; turns of one conversation run one at a time."""
+
+    def __init__(
+        self,
+        project: Project,
+        store: TrackerStore,
+        *,
+        generator: CommandGenerator | None = None,
+        actions: ActionRunner | None = None,
+        services: TurnServices | None = None,
+        renderer: ResponseRenderer | None = None,
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.generator = generator
+        self.services = services or TurnServices(actions=actions)
+        if actions is not None:
+            self.services.actions = actions
+        self.renderer = renderer or ResponseRenderer(project.domain)
+        generator_config = project.config.command_generator
+        self.cleanup_settings = CleanupSettings(
+            human_handoff_command=generator_config.human_handoff_command if generator_config else True,
+            has_chitchat_responder=self.services.has_chitchat_responder,
+        )
+        self.initial_slots = {name: slot.initial_value for name, slot in project.domain.slots.items()}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._cache: OrderedDict[str, Conversation] = OrderedDict()
+
+    @classmethod
+    def from_path(cls, path: Path | str, **kwargs: Any) -> "Assistant":
+        project = load_project(path)
+        store = create_tracker_store(project.endpoints.tracker_store, project.root)
+        return cls(project, store, **kwargs)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # --- conversations ----------------------------------------------------------------------
+
+    def _lock_for(self, sender_id: str) -> asyncio.Lock:
+        lock = self._locks.get(sender_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[sender_id] = lock
+        return lock
+
+    async def conversation(self, sender_id: str) -> Conversation:
+        """The committed state of a conversation, brought up to date with the store."""
+        cached = self._cache.get(sender_id)
+        if cached is None:
+            cached = Conversation(sender_id, self.initial_slots)
+        newer = await self.store.events(sender_id, cached.committed)
+        if newer:
+            cached = cached.fork()
+            cached.apply_all(newer)
+            cached.mark_committed()
+        self._remember(cached)
+        return cached
+
+    def _remember(self, conversation: Conversation) -> None:
+        self._cache[conversation.sender_id] = conversation
+        self._cache.move_to_end(conversation.sender_id)
+        while len(self._cache) > CACHED_CONVERSATIONS:
+            self._cache.popitem(last=False)
+
+    # --- turns ------------------------------------------------------------------------------
+
+    async def handle(self, sender_id: str, turn: UserTurn) -> TurnResult:
+        async with self._lock_for(sender_id):
+            committed = await self.conversation(sender_id)
+            try:
+                working, result = await self._run(committed, turn)
+            except Exception:
+                logger.exception("turn failed for a conversation; answering with the internal error pattern")
+                working, result = await self._run(committed, turn, failed=True)
+            try:
+                await self.store.append(sender_id, working.pending, expected_count=committed.committed)
+            except ConcurrentUpdateError:
+                self._cache.pop(sender_id, None)
+                raise
+            working.mark_committed()
+            self._remember(working)
+            return result
+
+    def _needs_session_start(self, conversation: Conversation, turn: UserTurn) -> bool:
+        if turn.text == SESSION_START_PAYLOAD or any(isinstance(c, SessionStart) for c in turn.commands or ()):
+            return False
+        last_start = next((e for e in reversed(conversation.events) if isinstance(e, SessionStarted)), None)
+        if last_start is None:
+            return True
+        last_user = next((e for e in reversed(conversation.events) if isinstance(e, UserUttered)), None)
+        expiry = self.project.domain.session_config.session_expiration_time * 60
+        return expiry > 0 and last_user is not None and time.time() - last_user.timestamp > expiry
+
+    async def _run(self, committed: Conversation, turn: UserTurn, failed: bool = False) -> tuple[Conversation, TurnResult]:
+        working = committed.fork()
+        messages: list[BotMessage] = []
+        if self._needs_session_start(working, turn) and not failed:
+            start = self._new_turn(working, turn)
+            await begin_session(start, {})
+            execute_commands(start, [SessionStart()])
+            await start.advance()
+            messages += start.messages
+        if failed:
+            predicted: list[Command] = [Error()]
+        else:
+            predicted = filter_for_state(
+                await understand(turn.text, turn.commands, working, self.project, self.generator),
+                self.project,
+                working,
+            )
+        working.apply(
+            UserUttered(
+                text=turn.text,
+                parse_data={"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]},
+                input_channel=turn.input_channel,
+                message_id=turn.message_id or uuid.uuid4().hex,
+                metadata=dict(turn.metadata),
+            )
+        )
+        dialogue = self._new_turn(working, turn)
+        if not any(isinstance(c, UserSilence) for c in predicted):
+            dialogue.set_slot("consecutive_silence_timeouts", self.initial_slots.get("consecutive_silence_timeouts"))
+        commands = self._commands_for_code_change(working, predicted) or clean_commands(
+            predicted, self.project, working, self.cleanup_settings
+        )
+        if any(isinstance(c, SessionStart) for c in commands):
+            await begin_session(dialogue, {})
+        execute_commands(dialogue, commands)
+        await dialogue.advance()
+        self._record_flow_hashes(dialogue)
+        messages += dialogue.messages
+        result = TurnResult(messages, commands, working.pending, dialogue.session_ended)
+        return working, result
+
+    def _new_turn(self, working: Conversation, turn: UserTurn) -> Turn:
+        return Turn(self.project, working, self.renderer, channel=turn.input_channel, services=self.services)
+
+    def _commands_for_code_change(self, working: Conversation, predicted: list[Command]) -> list[Command] | None:
+        """A flow that changed while it was running cannot be continued (commands.md §3)."""
+        recorded = working.slots.get("flow_hashes") or {}
+        for frame in working.stack:
+            flow = self.project.flows.get(frame.get("flow_id", ""))
+            if flow is not None and frame["flow_id"] in recorded and recorded[frame["flow_id"]] != flow.fingerprint:
+                return [HandleCodeChange()]
+        return None
+
+    def _record_flow_hashes(self, dialogue: Turn) -> None:
+        hashes = {
+            frame["flow_id"]: self.project.flows[frame["flow_id"]].fingerprint
+            for frame in dialogue.stack
+            if stacks.is_flow_frame(frame) and frame["flow_id"] in self.project.flows
+        }
+        if hashes != (dialogue.conversation.slots.get("flow_hashes") or {}):
+            dialogue.set_slot("flow_hashes", hashes)

@@ -1,0 +1,1 @@
+"""Turning user messages into commands without the LLM: payloads (and, later, DTMF)."""

@@ -1,0 +1,63 @@
+"""Turn one user input into commands: given commands, payloads, input checks, then the generator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from voicecalm.dialogue.commands import (
+    ERROR_USER_INPUT_EMPTY,
+    ERROR_USER_INPUT_TOO_LONG,
+    CannotHandle,
+    Command,
+    Error,
+)
+from voicecalm.project import Project
+from voicecalm.tracker.conversation import Conversation
+from voicecalm.tracker.events import BotUttered, UserUttered
+from voicecalm.understanding.payloads import button_pairs, parse_payload
+
+DEFAULT_MAX_CHARACTERS = 420
+
+
+class CommandGenerator(Protocol):
+    """Predicts commands for a user message (the LLM command generator implements this)."""
+
+    async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]: ...
+
+
+def offered_buttons(conversation: Conversation, project: Project) -> set[tuple[tuple[str, Any], ...]]:
+    """The (slot, value) pairs of the buttons the bot offered in its last turn."""
+    offered = set()
+    for event in reversed(conversation.events):
+        if isinstance(event, UserUttered):
+            break
+        if isinstance(event, BotUttered):
+            for button in event.data.get("buttons") or ():
+                pairs = button_pairs(str(button.get("payload", "")), project.domain)
+                if pairs:
+                    offered.add(pairs)
+    return offered
+
+
+async def understand(
+    text: str | None,
+    given: Sequence[Command] | None,
+    conversation: Conversation,
+    project: Project,
+    generator: CommandGenerator | None,
+) -> list[Command]:
+    if given is not None:
+        return list(given)
+    if text is None or not text.strip():
+        return [Error(error_type=ERROR_USER_INPUT_EMPTY)]
+    payload = parse_payload(text, project.domain, project.flows, offered_buttons(conversation, project))
+    if payload is not None:
+        return payload
+    settings = project.config.command_generator
+    limit = settings.user_input.max_characters if settings else DEFAULT_MAX_CHARACTERS
+    if 0 <= limit < len(text):
+        return [Error(error_type=ERROR_USER_INPUT_TOO_LONG, info={"max_characters": limit})]
+    if generator is None:
+        return [CannotHandle()]
+    return await generator.predict(text, conversation, project)
