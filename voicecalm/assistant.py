@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicecalm.actions.in_process import create_action_runner
 from voicecalm.actions.runner import ActionRunner
 from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.builtin_actions import session_start as begin_session
@@ -83,8 +84,10 @@ class Assistant:
 
     @classmethod
     def from_path(cls, path: Path | str, **kwargs: Any) -> "Assistant":
+        """The assistant of a project folder, with the stores and actions its endpoints name."""
         project = load_project(path)
         store = create_tracker_store(project.endpoints.tracker_store, project.root)
+        kwargs.setdefault("actions", create_action_runner(project))
         return cls(project, store, **kwargs)
 
     async def close(self) -> None:

@@ -137,7 +137,11 @@ VALUES = st.recursive(
     SCALARS,
     lambda children: st.one_of(
         st.lists(children, max_size=3),
-        st.dictionaries(st.one_of(st.text(max_size=6), st.sampled_from(("if", "then", "else", "action", "next"))), children, max_size=3),
+        st.dictionaries(
+            st.one_of(st.text(max_size=6), st.sampled_from(("if", "then", "else", "action", "next", 1, True, None))),
+            children,
+            max_size=3,
+        ),
     ),
     max_leaves=6,
 )
@@ -494,8 +498,10 @@ flows:
         # a long chain of `not` / `and` in a condition (RecursionError in the condition compiler)
         _BRANCHING_STEP.format(branches=f"          - if: {'not ' * 500}slots.authenticated\n            then: END\n          - else: END"),
         _BRANCHING_STEP.format(branches=f"          - if: {' and '.join(['slots.authenticated'] * 500)}\n            then: END\n          - else: END"),
+        # keys of several types below `metadata` (TypeError in the flow fingerprint's sorted json.dumps)
+        "flows:\n  fuzz_flow:\n    description: d\n    metadata:\n      a: {1: x, b: y}\n    steps:\n      - action: utter_greet\n",
     ],
-    ids=["empty-then", "empty-else", "500-nots", "500-ands"],
+    ids=["empty-then", "empty-else", "500-nots", "500-ands", "mixed-key-types-in-metadata"],
 )
 def test_found_crashes_raise_only_project_error(base_project: Path, flows: str) -> None:
     _check_load(base_project, Seed(f"{FLOW_FOLDER}/fuzz.yml", flows, "fixed example"), flows)

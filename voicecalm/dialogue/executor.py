@@ -196,7 +196,8 @@ class Turn:
         """Run one step; True when the bot now listens."""
         match step:
             case ActionStep():
-                return await self.run_action(render(step.action, context=frame), frame)
+                name = render(step.action, context=frame)
+                return await self.run_action(name, frame, optional=name != step.action)
             case CollectStep():
                 if step.ask_before_filling:
                     self.set_slot(step.collect, None)
@@ -225,7 +226,9 @@ class Turn:
             "pattern_human_handoff", reason=reason, transfer_available=self.services.transfer_to_human is not None
         )
 
-    async def run_action(self, name: str, frame: Frame) -> bool:
+    async def run_action(self, name: str, frame: Frame, optional: bool = False) -> bool:
+        """Run an action by name; True when it is `action_listen`. An `optional` name (made from
+        a template, like `validate_{{context.collect}}`) may name nothing, and then nothing runs."""
         if name == ACTION_LISTEN:
             self.emit(ActionExecuted(action_name=name))
             return True
@@ -245,7 +248,7 @@ class Turn:
         if name in self.project.domain.actions:
             await self.run_custom_action(name)
             return False
-        if name:
+        if name and not optional:
             logger.warning("action %r is neither a response, a built-in nor a domain action; skipped", name)
         return False
 

@@ -264,5 +264,5 @@ def build_flow(flow_id: str, model: schema.FlowModel, raw: LocatedDict, location
         run_pattern_completed=model.run_pattern_completed,
         translation=MappingProxyType({lang: t.name for lang, t in model.translation.items()}),
         metadata=MappingProxyType(dict(model.metadata)),
-        fingerprint=hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        fingerprint=hashlib.sha256(json.dumps(raw, default=str).encode()).hexdigest()[:16],
     )

@@ -51,7 +51,7 @@ NextBranch = Annotated[
     Annotated[ConditionalNext, Tag("if")] | Annotated[ElseNext, Tag("else")],
     Discriminator(_next_branch_kind, custom_error_type="next_branch", custom_error_message="a `next` entry needs `if` + `then`, or `else`"),
 ]
-Next = StepTarget | list[NextBranch]
+Next = StepTarget | Annotated[list[NextBranch], Field(min_length=1)]
 
 
 class Rejection(FileModel):

@@ -111,8 +111,8 @@ class _Validator:
 
     def flow(self, flow: Flow) -> None:
         where = flow.location
-        if not FLOW_ID.match(flow.id):
-            if LENIENT_FLOW_ID.match(flow.id):
+        if not FLOW_ID.fullmatch(flow.id):
+            if LENIENT_FLOW_ID.fullmatch(flow.id):
                 self.warning(where, f"flow id '{flow.id}' should match {FLOW_ID.pattern}")
             else:
                 self.error(where, f"flow id '{flow.id}' must match {FLOW_ID.pattern}")
