@@ -485,6 +485,21 @@ async def test_handoff_with_transfer_available_ends_the_session(bank: Project) -
     assert chat.last is not None and chat.last.session_ended
 
 
+async def test_handoff_transfer_that_fails_continues_the_conversation(bank: Project) -> None:
+    async def transfer() -> bool:
+        return False
+
+    chat = await started_chat(bank, transfer_to_human=transfer)
+    assert await chat.say("human handoff") == ["utter_human_handoff_transfer", "utter_human_handoff_failed"]
+    assert chat.events(SessionEnded) == []
+    assert chat.last is not None and not chat.last.session_ended
+
+
+async def test_handoff_inside_a_flow_returns_to_the_question(chat: Chat) -> None:
+    await chat.say("start flow transfer_money")
+    assert await chat.say("human handoff") == ["utter_human_handoff_not_available", "utter_ask_recipient"]
+
+
 async def test_handoff_by_link_has_reason_link(tmp_path: Path) -> None:
     project = bank_project(
         tmp_path,
@@ -529,6 +544,12 @@ async def test_completed_after_a_user_flow(chat: Chat) -> None:
     assert started(chat, "pattern_completed")["previous_flow_name"] == "check balance"
     assert await chat.say("set slot continue_conversation True") == ["utter_can_do_something_else"]
     assert await chat.stack() == []
+
+
+async def test_a_new_flow_replaces_the_pending_completed_question(chat: Chat) -> None:
+    await chat.say("start flow check_balance")
+    assert await chat.say("start flow check_balance") == ["utter_balance", "utter_ask_continue_conversation"]
+    assert [name for name, _ in await chat.stack()] == ["pattern_completed", "pattern_collect_information"]
 
 
 async def test_no_completed_after_cancel(chat: Chat) -> None:
@@ -663,10 +684,13 @@ async def test_code_change_informs_and_cleans_the_stack(tmp_path: Path, bank: Pr
 
 
 async def test_restart_clears_slots_and_stack(chat: Chat) -> None:
+    await chat.say("start flow set_nickname", "set slot nickname Ace")
     await chat.say("start flow transfer_money", "set slot recipient Jane")
+    assert (await chat.slots())["nickname"] == "Ace"
     await chat.type("/restart")
     assert len(chat.events(Restarted)) == 1
-    assert (await chat.slots())["recipient"] is None
+    slots = await chat.slots()
+    assert slots["recipient"] is None and slots["nickname"] is None
     assert await chat.stack() == []
     assert await chat.say("start flow transfer_money") == ["utter_ask_recipient"]
 
@@ -705,6 +729,18 @@ async def test_session_start_payload_with_the_default_pattern(chat: Chat) -> Non
     await chat.say("start flow transfer_money")
     assert await chat.type("/session_start") == []
     assert len(chat.events(SessionStarted)) == 1
+    assert await chat.stack() == []
+
+
+async def test_session_start_carries_slots_over_and_keeps_its_metadata(chat: Chat) -> None:
+    await chat.say("start flow set_nickname", "set slot nickname Ace")
+    chat.last = await chat.assistant.handle(
+        chat.sender_id, UserTurn(text="/session_start", metadata={"caller": "+4930123"}, input_channel="rest")
+    )
+    assert len(chat.events(SessionStarted)) == 1
+    slots = await chat.slots()
+    assert slots["nickname"] == "Ace", "carry_over_slots_to_new_session is true by default"
+    assert slots["session_started_metadata"] == {"caller": "+4930123"}
     assert await chat.stack() == []
 
 

@@ -52,19 +52,8 @@ def _message(turn: Turn, response: dict[str, Any]) -> None:
             message = _with_buttons(message, response["buttons"])
         turn.send(message)
         return
-    fields = {k: response[k] for k in MESSAGE_KEYS if response.get(k) is not None}
-    if fields:
-        turn.send(
-            BotMessage(
-                text=fields.get("text"),
-                buttons=tuple(fields.get("buttons") or ()),
-                image=fields.get("image"),
-                custom=fields.get("custom"),
-                attachment=fields.get("attachment"),
-                elements=fields.get("elements"),
-                quick_replies=fields.get("quick_replies"),
-            )
-        )
+    if any(response.get(key) is not None for key in MESSAGE_KEYS):
+        turn.send(BotMessage.from_parts(response.get("text"), response))
 
 
 def _with_buttons(message: BotMessage, buttons: list[dict[str, str]]) -> BotMessage:
@@ -90,10 +79,7 @@ async def apply_action_result(turn: Turn, action_name: str, result: ActionResult
             case "followup":
                 await turn.run_action(str(event.get("name", "")), stacks.current_context(turn.stack))
             case "bot":
-                data = event.get("data") or {}
-                turn.send(BotMessage(text=event.get("text"), buttons=tuple(data.get("buttons") or ()),
-                                     custom=data.get("custom"), image=data.get("image"),
-                                     metadata=event.get("metadata") or {}))
+                turn.send(BotMessage.from_parts(event.get("text"), event.get("data") or {}, metadata=event.get("metadata")))
             case "restart":
                 turn.emit(Restarted())
             case "session_started":

@@ -120,20 +120,8 @@ async def repeat_bot_messages(turn: Turn, frame: Frame) -> None:
     if any(f.get("type") == stacks.COLLECT_INFORMATION for f in turn.stack[:own]) and run:
         run = run[:-1]  # the collect asks its question again by itself
     for event in run:
-        data = event.data
-        turn.send(
-            BotMessage(
-                text=event.text,
-                buttons=tuple(data.get("buttons") or ()),
-                image=data.get("image"),
-                custom=data.get("custom"),
-                attachment=data.get("attachment"),
-                quick_replies=data.get("quick_replies"),
-                elements=data.get("elements"),
-                response=event.utter_action,
-                metadata={k: v for k, v in event.metadata.items() if k != "utter_action"},
-            )
-        )
+        metadata = {k: v for k, v in event.metadata.items() if k != "utter_action"}
+        turn.send(BotMessage.from_parts(event.text, event.data, event.utter_action, metadata))
 
 
 def _interrupted_frames(turn: Turn, own_id: str) -> list[Frame]:

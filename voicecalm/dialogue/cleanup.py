@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 NLU_MAPPINGS = frozenset({"from_entity", "from_intent", "from_text", "from_trigger_intent"})
 FREE_FORM = (ChitChat, Knowledge)
-DROPPED_BY_HANDOFF = (StartFlow, Clarify, ChitChat, Knowledge, RepeatMessage, SkipQuestion, CannotHandle)
+DROPPED_BY_HANDOFF = (StartFlow, Clarify, ChitChat, Knowledge, RepeatMessage, SkipQuestion, CannotHandle, HumanHandoff)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,23 @@ class BotMessage:
     allow_interruptions: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_parts(
+        cls, text: str | None, data: Mapping[str, Any], response: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> "BotMessage":
+        """A message from a bot event's `text` and `data` (or an action's response dict)."""
+        return cls(
+            text=text,
+            buttons=tuple(data.get("buttons") or ()),
+            image=data.get("image"),
+            custom=data.get("custom"),
+            attachment=data.get("attachment"),
+            quick_replies=data.get("quick_replies"),
+            elements=data.get("elements"),
+            response=response,
+            metadata=dict(metadata or {}),
+        )
+
     def data(self) -> dict[str, Any]:
         """The `data` of the bot event, shaped like Rasa's `BotUttered.data` (absent parts are None)."""
         return {
