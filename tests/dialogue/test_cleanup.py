@@ -94,6 +94,43 @@ async def test_controlled_slot_through_the_assistant_sets_nothing(chat: Chat) ->
     assert (await chat.slots())["logged_in"] is False
 
 
+async def test_invalid_llm_set_slot_next_to_a_valid_one_for_the_same_slot(chat: Chat) -> None:
+    conversation = await state(chat)
+    cleaned = clean(chat, conversation, SetSlot("balance", "5", PAYLOAD), SetSlot("balance", "6", LLM))
+    assert cleaned == [SetSlot("balance", "5", PAYLOAD)]
+
+
+NLU_DOMAIN = """
+entities:
+  - city
+slots:
+  city:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: city
+      - type: from_llm
+  town:
+    type: text
+    mappings:
+      - type: from_entity
+        entity: city
+      - type: from_llm
+        allow_nlu_correction: true
+"""
+
+
+async def test_llm_does_not_overwrite_an_nlu_value_without_allow_nlu_correction(tmp_path: Path) -> None:
+    chat = Chat(make_assistant(bank_project(tmp_path, domain=NLU_DOMAIN)))
+    conversation = (await state(chat, ["cancel flow"])).fork()
+    conversation.apply(SlotSet(slot="city", value="Paris", filled_by="NLU"))
+    conversation.apply(SlotSet(slot="town", value="Paris", filled_by="NLU"))
+    assert clean(chat, conversation, SetSlot("city", "Rome")) == []
+    assert clean(chat, conversation, SetSlot("town", "Rome")) == [
+        CorrectSlots((CorrectedSlot("town", "Rome", LLM),))
+    ]
+
+
 async def test_asked_slot_already_set_is_kept_as_an_answer(chat: Chat) -> None:
     conversation = (await state(chat, ["start flow transfer_money"])).fork()
     conversation.apply(SlotSet(slot="recipient", value="Jane", filled_by=LLM))
@@ -285,8 +322,8 @@ async def test_guard_does_not_filter_an_active_flow(chat: Chat) -> None:
 
 
 async def test_guard_filter_through_the_assistant(chat: Chat) -> None:
-    assert "utter_vip" not in await chat.say("start flow vip_offer")
-    assert chat.last is not None and StartFlow("vip_offer") not in chat.last.commands
+    assert await chat.say("start flow vip_offer") == ["utter_ask_rephrase"]
+    assert chat.last is not None and chat.last.commands == [CannotHandle()]
     assert await chat.stack() == []
 
 
@@ -328,6 +365,12 @@ async def test_set_slot_no_active_flow_collects_is_skipped(chat: Chat) -> None:
 async def test_set_slot_for_a_flow_started_this_turn_is_not_skipped(chat: Chat) -> None:
     await chat.say("set slot recipient Jane", "start flow transfer_money")
     assert chat.utters == ["utter_ask_amount"]
+
+
+async def test_set_slot_for_an_ask_before_filling_slot_is_skipped(chat: Chat) -> None:
+    lines = ("start flow transfer_money", "set slot recipient Jane", "set slot amount 5", "set slot confirmed True")
+    assert await chat.say(*lines) == ["utter_ask_confirmed"]
+    assert [e.value for e in chat.events(SlotSet) if e.slot == "confirmed"] in ([], [None])
 
 
 async def test_custom_set_slot_is_never_skipped(chat: Chat) -> None:

@@ -550,6 +550,24 @@ async def test_a_new_flow_replaces_the_pending_completed_question(chat: Chat) ->
     await chat.say("start flow check_balance")
     assert await chat.say("start flow check_balance") == ["utter_balance", "utter_ask_continue_conversation"]
     assert [name for name, _ in await chat.stack()] == ["pattern_completed", "pattern_collect_information"]
+    assert await chat.say("set slot continue_conversation True") == ["utter_can_do_something_else"]
+
+
+async def test_a_new_flow_replaces_the_pending_continue_interrupted_question(chat: Chat) -> None:
+    await chat.say("start flow transfer_money", "set slot recipient Jane")
+    await chat.say("start flow check_balance")
+    assert await chat.say("start flow set_nickname") == ["utter_ask_nickname"]
+    assert [name for name, _ in await chat.stack()] == [
+        "transfer_money",
+        "pattern_collect_information",
+        "set_nickname",
+        "pattern_collect_information",
+    ], "the replaced pattern's own question goes with it"
+    assert await chat.say("set slot nickname Ace") == [
+        "utter_nickname_saved",
+        "utter_ask_continue_interrupted_flow_confirmation",
+    ]
+    assert await chat.say("set slot continue_interrupted_flow_confirmation True") == ["utter_ask_amount"]
 
 
 async def test_no_completed_after_cancel(chat: Chat) -> None:

@@ -68,8 +68,9 @@ def filter_for_state(commands: Sequence[Command], project: Project, conversation
     ]
     asked = stacks.asked_slot(conversation.stack)
     if asked is not None and _forces_slot_filling(project, conversation):
-        kept = [c for c in kept if isinstance(c, SetSlot) and c.name == asked] or [CannotHandle()]
-    return kept
+        kept = [c for c in kept if isinstance(c, SetSlot) and c.name == asked]
+    # A request that was understood but may not be served now is answered, not ignored.
+    return kept or ([CannotHandle()] if commands else [])
 
 
 def _forces_slot_filling(project: Project, conversation: Conversation) -> bool:

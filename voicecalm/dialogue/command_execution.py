@@ -98,11 +98,16 @@ def start_flow(turn: Turn, flow_id: str) -> None:
     if flow is None:
         return
     # A new flow replaces the pending "anything else?" and "shall we continue?" questions.
-    pending = [
-        f["frame_id"] for f in turn.stack if f.get("type") in (stacks.COMPLETED, stacks.CONTINUE_INTERRUPTED)
-    ]
-    if pending:
-        turn.conversation.set_stack([f for f in turn.stack if f["frame_id"] not in pending])
+    kept: list[stacks.Frame] = []
+    removing = False
+    for frame in turn.stack:
+        if frame.get("type") in (stacks.COMPLETED, stacks.CONTINUE_INTERRUPTED):
+            removing = True  # the pattern and the question it is asking
+        elif frame.get("type") not in (stacks.COLLECT_INFORMATION, stacks.VALIDATE_SLOT):
+            removing = False
+        if not removing:
+            kept.append(frame)
+    turn.conversation.set_stack(kept)
     existing = [i for i, f in enumerate(turn.stack) if stacks.is_user_flow(f) and f["flow_id"] == flow_id]
     if flow.is_pattern:
         turn.push_pattern(flow_id)
