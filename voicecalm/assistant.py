@@ -9,7 +9,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,9 @@ class Assistant:
         self.project = project
         self.store = store
         self.generator = generator
-        self.services = services or TurnServices(actions=actions)
+        self.services = services or TurnServices()
         if actions is not None:
-            self.services.actions = actions
+            self.services = replace(self.services, actions=actions)
         self.renderer = renderer or ResponseRenderer(project.domain)
         generator_config = project.config.command_generator
         self.cleanup_settings = CleanupSettings(

@@ -82,4 +82,3 @@ class Domain:
     intents: frozenset[str]
     entities: frozenset[str]
     session_config: schema.SessionConfig = field(default_factory=schema.SessionConfig)
-    action_locations: Mapping[str, Location] = field(default_factory=dict)

@@ -139,7 +139,7 @@ class _ProjectReader:
             (name, Slot(name, definition, None)) for name, definition in BUILTIN_SLOTS.items()
         )
         responses: dict[str, Response] = {}
-        actions: dict[str, Location | None] = {}
+        actions: set[str] = set()
         sending_domain: set[str] = set()
         intents: set[str] = set()
         entities: set[str] = set()
@@ -169,11 +169,9 @@ class _ProjectReader:
                             )
                         project_defined[(section, name)] = shown
                     target[name] = item
-            raw_actions = raw.get("actions")
-            for position, entry in enumerate(model.actions):
-                where = location_of(raw_actions, position, shown)
+            for entry in model.actions:
                 for name, options in ({entry: None} if isinstance(entry, str) else entry).items():
-                    actions.setdefault(name, where if isinstance(where, Location) else None)
+                    actions.add(name)
                     if options is not None and options.send_domain:
                         sending_domain.add(name)
             intents.update(_names(model.intents))
@@ -188,7 +186,6 @@ class _ProjectReader:
             intents=frozenset(intents),
             entities=frozenset(entities),
             session_config=session_config,
-            action_locations=MappingProxyType({k: v for k, v in actions.items() if v is not None}),
         )
 
     def _slot(self, name: str, raw: Any, where: Location | Path) -> Slot:
