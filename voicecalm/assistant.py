@@ -8,7 +8,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,12 @@ from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.builtin_actions import session_start as begin_session
 from voicecalm.dialogue.cleanup import CleanupSettings, clean_commands, filter_for_state
 from voicecalm.dialogue.command_execution import execute_commands
-from voicecalm.dialogue.commands import Command, Error, HandleCodeChange, SessionStart, UserSilence
+from voicecalm.dialogue.commands import CUSTOM, Command, Error, HandleCodeChange, SessionStart, UserSilence
 from voicecalm.dialogue.executor import Turn, TurnServices
 from voicecalm.nlg import BotMessage, ResponseRenderer
 from voicecalm.project import Project, load_project
 from voicecalm.tracker.conversation import Conversation
-from voicecalm.tracker.events import Event, SessionStarted, UserUttered
+from voicecalm.tracker.events import Event, SessionStarted, SlotSet, UserUttered
 from voicecalm.tracker.stores import ConcurrentUpdateError, TrackerStore, create_tracker_store
 from voicecalm.understanding.understand import CommandGenerator, understand
 
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 SESSION_START_PAYLOAD = "/session_start"
 CACHED_CONVERSATIONS = 10_000
+
+MessageSink = Callable[[BotMessage], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +125,50 @@ class Assistant:
 
     # --- turns ------------------------------------------------------------------------------
 
-    async def handle(self, sender_id: str, turn: UserTurn) -> TurnResult:
+    async def handle(self, sender_id: str, turn: UserTurn, on_message: MessageSink | None = None) -> TurnResult:
+        """Run one user turn. `on_message` sees each bot message as soon as it is produced
+        (streaming channels); the result holds them all once the turn is committed."""
+
+        async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
+            try:
+                return await self._run(committed, turn, on_message)
+            except Exception:
+                logger.exception("turn failed; answering with the internal error pattern")
+                return await self._run(committed, turn, on_message, failed=True)
+
+        return await self._commit(sender_id, run)
+
+    async def start_session(
+        self, sender_id: str, metadata: Mapping[str, Any] | None = None, input_channel: str | None = None
+    ) -> TurnResult:
+        """Start a session before any user message (a call connects, a test case begins)."""
+        turn = UserTurn(metadata=metadata or {}, input_channel=input_channel)
+
+        async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
+            working = committed.fork()
+            start = await self._start_session(working, turn, None)
+            return working, TurnResult(start.messages, [SessionStart()], working.pending, start.session_ended)
+
+        return await self._commit(sender_id, run)
+
+    async def set_slots(self, sender_id: str, values: Mapping[str, Any]) -> TurnResult:
+        """Set slots from outside a turn (test fixtures, a channel's caller data)."""
+
+        async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
+            working = committed.fork()
+            for name, value in values.items():
+                working.apply(SlotSet(slot=name, value=value, filled_by=CUSTOM))
+            return working, TurnResult([], [], working.pending)
+
+        return await self._commit(sender_id, run)
+
+    async def _commit(
+        self, sender_id: str, run: Callable[[Conversation], Awaitable[tuple[Conversation, TurnResult]]]
+    ) -> TurnResult:
+        """Run `run` on a working copy and store what it added, all or nothing, one at a time."""
         async with self._lock_for(sender_id):
             committed = await self.conversation(sender_id)
-            try:
-                working, result = await self._run(committed, turn)
-            except Exception:
-                logger.exception("turn failed for a conversation; answering with the internal error pattern")
-                working, result = await self._run(committed, turn, failed=True)
+            working, result = await run(committed)
             try:
                 await self.store.append(sender_id, working.pending, expected_count=committed.committed)
             except ConcurrentUpdateError:
@@ -150,15 +188,20 @@ class Assistant:
         expiry = self.project.domain.session_config.session_expiration_time * 60
         return expiry > 0 and last_user is not None and time.time() - last_user.timestamp > expiry
 
-    async def _run(self, committed: Conversation, turn: UserTurn, failed: bool = False) -> tuple[Conversation, TurnResult]:
+    async def _start_session(self, working: Conversation, turn: UserTurn, on_message: MessageSink | None) -> Turn:
+        start = self._new_turn(working, turn, on_message)
+        await begin_session(start, {})
+        execute_commands(start, [SessionStart()])
+        await start.advance()
+        return start
+
+    async def _run(
+        self, committed: Conversation, turn: UserTurn, on_message: MessageSink | None, failed: bool = False
+    ) -> tuple[Conversation, TurnResult]:
         working = committed.fork()
         messages: list[BotMessage] = []
         if self._needs_session_start(working, turn) and not failed:
-            start = self._new_turn(working, turn)
-            await begin_session(start, {})
-            execute_commands(start, [SessionStart()])
-            await start.advance()
-            messages += start.messages
+            messages += (await self._start_session(working, turn, on_message)).messages
         if failed:
             predicted: list[Command] = [Error()]
         else:
@@ -176,7 +219,7 @@ class Assistant:
                 metadata=dict(turn.metadata),
             )
         )
-        dialogue = self._new_turn(working, turn)
+        dialogue = self._new_turn(working, turn, on_message)
         if not any(isinstance(c, UserSilence) for c in predicted):
             dialogue.set_slot("consecutive_silence_timeouts", self.initial_slots.get("consecutive_silence_timeouts"))
         commands = self._commands_for_code_change(working, predicted) or clean_commands(
@@ -191,8 +234,10 @@ class Assistant:
         result = TurnResult(messages, commands, working.pending, dialogue.session_ended)
         return working, result
 
-    def _new_turn(self, working: Conversation, turn: UserTurn) -> Turn:
-        return Turn(self.project, working, self.renderer, channel=turn.input_channel, services=self.services)
+    def _new_turn(self, working: Conversation, turn: UserTurn, on_message: MessageSink | None) -> Turn:
+        return Turn(
+            self.project, working, self.renderer, channel=turn.input_channel, services=self.services, on_message=on_message
+        )
 
     def _commands_for_code_change(self, working: Conversation, predicted: list[Command]) -> list[Command] | None:
         """A flow that changed while it was running cannot be continued (commands.md §3)."""

@@ -68,6 +68,7 @@ class Turn:
     renderer: ResponseRenderer
     channel: str | None = None
     services: TurnServices = field(default_factory=TurnServices)
+    on_message: Callable[[BotMessage], None] | None = None
     messages: list[BotMessage] = field(default_factory=list)
     session_ended: bool = False
     steps_taken: int = 0
@@ -126,6 +127,8 @@ class Turn:
         metadata = {**message.metadata, "utter_action": message.response} if message.response else dict(message.metadata)
         self.emit(BotUttered(text=message.text, data=message.data(), metadata=metadata))
         self.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
 
     def utter(self, name: str, context: Frame | None = None, extra: Mapping[str, Any] | None = None) -> bool:
         message = self.renderer.render(
