@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from voicecalm.actions.in_process import create_action_runner
+from voicecalm.actions import create_action_runner
 from voicecalm.assistant import Assistant, UserTurn
 from voicecalm.dialogue.dsl import parse_commands
 from voicecalm.project import load_project

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from voicecalm.actions.in_process import create_action_runner
+from voicecalm.actions import create_action_runner
 from voicecalm.actions.runner import ActionRunner
 from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.builtin_actions import session_start as begin_session
@@ -93,6 +93,9 @@ class Assistant:
         return cls(project, store, **kwargs)
 
     async def close(self) -> None:
+        close_actions = getattr(self.services.actions, "close", None)
+        if close_actions is not None:
+            await close_actions()
         await self.store.close()
 
     # --- conversations ----------------------------------------------------------------------

@@ -63,12 +63,4 @@ class InProcessActions:
             raise ActionFailed("invalid_response", None, str(error)) from error
 
 
-def create_action_runner(project: Project) -> InProcessActions | None:
-    endpoint = project.endpoints.action_endpoint
-    if endpoint is None:
-        return None
-    if endpoint.actions_module:
-        return InProcessActions(endpoint.actions_module, project)
-    logger.warning("action server at a URL is not supported yet; custom actions will fail")
-    return None
 

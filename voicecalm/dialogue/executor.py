@@ -35,6 +35,7 @@ from voicecalm.project.flows import (
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import (
     ActionExecuted,
+    ActionExecutionRejected,
     BotUttered,
     Event,
     FlowCancelled,
@@ -262,7 +263,8 @@ class Turn:
         try:
             result = await self.services.actions.run(name, self.conversation)
         except ActionRejected:
-            self.emit(ActionExecuted(action_name=name, metadata={"rejected": True}))
+            self.emit(ActionExecuted(action_name=name))
+            self.emit(ActionExecutionRejected(action_name=name))
             return
         except ActionFailed as failure:
             self.fail_action(name, failure)

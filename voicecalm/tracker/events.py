@@ -66,6 +66,19 @@ class ActionExecuted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ActionExecutionRejected(Event):
+    """A custom action declined to run; the flow went on as if it returned nothing."""
+
+    name: ClassVar[str] = "action_execution_rejected"
+    action_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        data["name"] = data.pop("action_name")
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SlotSet(Event):
     name: ClassVar[str] = "slot"
     slot: str
@@ -141,6 +154,7 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
         UserUttered,
         BotUttered,
         ActionExecuted,
+        ActionExecutionRejected,
         SlotSet,
         StackUpdated,
         FlowStarted,
@@ -155,7 +169,11 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
 }
 
 # JSON keys that differ from the dataclass field names.
-_RENAMED = {ActionExecuted: {"name": "action_name"}, SlotSet: {"name": "slot"}}
+_RENAMED = {
+    ActionExecuted: {"name": "action_name"},
+    ActionExecutionRejected: {"name": "action_name"},
+    SlotSet: {"name": "slot"},
+}
 
 
 class UnknownEventError(ValueError):
