@@ -203,6 +203,10 @@ class Assistant:
     ) -> tuple[Conversation, TurnResult]:
         working = committed.fork()
         messages: list[BotMessage] = []
+        if working.paused and turn.text != "/restart":
+            # A paused conversation records what the user said and answers nothing.
+            working.apply(UserUttered(text=turn.text, input_channel=turn.input_channel, metadata=dict(turn.metadata)))
+            return working, TurnResult([], [], working.pending)
         if self._needs_session_start(working, turn) and not failed:
             messages += (await self._start_session(working, turn, on_message)).messages
         if failed:

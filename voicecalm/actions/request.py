@@ -60,7 +60,7 @@ def tracker_state(conversation: Conversation) -> dict[str, Any]:
         "latest_message": latest_message,
         "latest_event_time": conversation.events[-1].timestamp if conversation.events else None,
         "followup_action": None,
-        "paused": False,
+        "paused": conversation.paused,
         "inactive": False,
         "terminated": False,
         "stack": [dict(frame) for frame in conversation.stack],

@@ -10,7 +10,7 @@ from voicecalm.actions.runner import ActionResult
 from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.commands import CUSTOM
 from voicecalm.nlg import BotMessage
-from voicecalm.tracker.events import Restarted, SessionEnded, SessionStarted
+from voicecalm.tracker.events import ConversationPaused, ConversationResumed, Restarted, SessionEnded, SessionStarted
 
 if TYPE_CHECKING:
     from voicecalm.dialogue.executor import Turn
@@ -32,8 +32,6 @@ NO_DIALOGUE_EFFECT = frozenset(
         "form",
         "loop_interrupted",
         "agent",
-        "pause",
-        "resume",
     }
 )
 
@@ -84,6 +82,10 @@ async def apply_action_result(turn: Turn, action_name: str, result: ActionResult
                 turn.emit(Restarted())
             case "session_started":
                 turn.emit(SessionStarted())
+            case "pause":
+                turn.emit(ConversationPaused())
+            case "resume":
+                turn.emit(ConversationResumed())
             case "session_ended":
                 turn.emit(SessionEnded(metadata=event.get("metadata") or {}))
                 turn.session_ended = True

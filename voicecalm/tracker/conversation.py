@@ -11,6 +11,8 @@ import jsonpatch
 
 from voicecalm.tracker.events import (
     BotUttered,
+    ConversationPaused,
+    ConversationResumed,
     Event,
     Restarted,
     SessionStarted,
@@ -69,6 +71,7 @@ class Conversation:
     filled_by: dict[str, str] = field(default_factory=dict)
     stack: list[Frame] = field(default_factory=list)
     latest_message: UserUttered | None = None
+    paused: bool = False
     _event_dicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +98,12 @@ class Conversation:
                 self.stack = jsonpatch.apply_patch(self.stack, json.loads(event.update))
             case UserUttered():
                 self.latest_message = event
+            case ConversationPaused():
+                self.paused = True
+            case ConversationResumed():
+                self.paused = False
             case Restarted() | SessionStarted():
+                self.paused = False
                 self.slots = dict(self.initial_slots)
                 self.filled_by.clear()
                 self.stack = []
@@ -123,6 +131,7 @@ class Conversation:
             filled_by=dict(self.filled_by),
             stack=list(self.stack),
             latest_message=self.latest_message,
+            paused=self.paused,
             _event_dicts=list(self._event_dicts),
         )
 

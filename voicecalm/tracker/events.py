@@ -148,6 +148,18 @@ class Restarted(Event):
     name: ClassVar[str] = "restart"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationPaused(Event):
+    """The bot ignores user messages until the conversation is resumed (an action decided so)."""
+
+    name: ClassVar[str] = "pause"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationResumed(Event):
+    name: ClassVar[str] = "resume"
+
+
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -165,6 +177,8 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
         SessionStarted,
         SessionEnded,
         Restarted,
+        ConversationPaused,
+        ConversationResumed,
     )
 }
 
