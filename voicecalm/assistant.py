@@ -87,7 +87,11 @@ class Assistant:
     @classmethod
     def from_path(cls, path: Path | str, **kwargs: Any) -> "Assistant":
         """The assistant of a project folder, with the stores and actions its endpoints name."""
-        project = load_project(path)
+        return cls.from_project(load_project(path), **kwargs)
+
+    @classmethod
+    def from_project(cls, project: Project, **kwargs: Any) -> "Assistant":
+        """Raises `ValueError` or `ImportError` when the endpoints name a store or actions it cannot have."""
         store = create_tracker_store(project.endpoints.tracker_store, project.root)
         kwargs.setdefault("actions", create_action_runner(project))
         return cls(project, store, **kwargs)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from voicecalm import __version__
 from voicecalm.project import Project, ProjectError, Severity, load_project
 
+if TYPE_CHECKING:
+    from voicecalm.assistant import Assistant
+from voicecalm.testing.cli import test_app
+
 app = typer.Typer(help="voicecalm: voice and text assistants from CALM flows, fully offline.", no_args_is_help=True)
+app.add_typer(test_app, name="test")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -37,6 +41,18 @@ def _load(project: Path, data: list[Path] | None) -> Project:
     return loaded
 
 
+def _assistant(project: Path) -> Assistant:
+    """The project's assistant, or a clear message and exit code 1."""
+    from voicecalm.assistant import Assistant
+
+    loaded = _load(project, None)
+    try:
+        return Assistant.from_project(loaded)
+    except (ValueError, ImportError) as error:  # endpoints.yml names a store or actions it cannot have
+        err.print(f"cannot start {project}: {error}", style="red", markup=False)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def validate(project: ProjectArgument = Path("."), data: DataOption = None) -> None:
     """Check a project and report every problem as file:line:col: message."""
@@ -48,14 +64,51 @@ def validate(project: ProjectArgument = Path("."), data: DataOption = None) -> N
 
 
 @app.command()
-def run(project: ProjectArgument = Path("."), data: DataOption = None) -> None:
-    """Load the assistant and show what it can do (channels are served once the server lands)."""
-    loaded = _load(project, data)
-    table = Table("flow", "name", "description", title=f"{loaded.config.assistant_id or project}: user flows")
-    for flow in sorted(loaded.user_flows, key=lambda f: f.id):
-        table.add_row(flow.id, flow.name, (flow.description or "").strip())
-    out.print(table)
-    out.print("No channel can serve this assistant yet: the REST, shell, browser and phone channels are not built.")
+def run(
+    project: ProjectArgument = Path("."),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5005,
+    log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug or trace.")] = "info",
+) -> None:
+    """Serve the assistant over HTTP (REST channel, tracker API) until Ctrl-C or SIGTERM."""
+    # Imported here so that the other commands start without loading the web stack.
+    import logging
+
+    import uvicorn
+    from uvicorn.config import LOG_LEVELS
+
+    from voicecalm.server import create_app
+
+    level = LOG_LEVELS.get(log_level.lower())
+    if level is None:
+        err.print(f"unknown log level {log_level!r} (one of: {', '.join(LOG_LEVELS)})", style="red")
+        raise typer.Exit(2)
+    assistant = _assistant(project)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = uvicorn.Config(
+        create_app(assistant), host=host, port=port, log_level=level, timeout_graceful_shutdown=30, lifespan="on"
+    )
+    name = assistant.project.config.assistant_id or project.resolve().name
+    out.print(f"Serving {name} at http://{host}:{port} (REST: POST /webhooks/rest/webhook)")
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def shell(
+    project: ProjectArgument = Path("."),
+    conversation_id: Annotated[Optional[str], typer.Option(help="Sender id; default: a new conversation.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="Talk to a running server's REST channel instead.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Print commands, stack, changed slots per turn.")] = False,
+) -> None:
+    """Chat with the assistant in the terminal: buttons are numbered, /stop or Ctrl-D ends."""
+    from voicecalm.channels.shell import ShellError, run_shell  # keeps the other commands' start-up fast
+
+    assistant = _assistant(project) if url is None else None
+    try:
+        run_shell(project, assistant=assistant, url=url, conversation_id=conversation_id, debug=debug, console=out)
+    except ShellError as error:
+        err.print(str(error), style="red", markup=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()
