@@ -1,0 +1,146 @@
+"""Play test cases against an in-process assistant (testing.md §1-§3.3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from voicecalm.actions.runner import ActionRunner
+from voicecalm.assistant import Assistant, UserTurn
+from voicecalm.dialogue.commands import CannotHandle, Command, command_from_json
+from voicecalm.project import Project
+from voicecalm.testing.e2e.assertions import check_assertions
+from voicecalm.testing.e2e.cases import TestCase, UserStep
+from voicecalm.testing.e2e.conversation import check_step
+from voicecalm.testing.e2e.du import DuStep
+from voicecalm.testing.e2e.judge import Embedder, EmbeddingJudge, Judge, LlmJudge
+from voicecalm.testing.e2e.results import CaseResult, Failure, Turn
+from voicecalm.testing.e2e.stubs import StubbedActions
+from voicecalm.tracker.events import Event, UserUttered
+from voicecalm.tracker.stores import InMemoryTrackerStore
+from voicecalm.understanding.understand import CommandGenerator
+
+logger = logging.getLogger(__name__)
+
+CommandsMode = Literal["oracle", "llm"]
+
+
+class E2ERunner:
+    """`oracle`: annotated steps skip the generator; `llm`: every step that reaches the
+    generator calls it, and annotated ones are scored for the DU report."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        mode: CommandsMode = "llm",
+        generator: CommandGenerator | None = None,
+        actions: ActionRunner | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.project = project
+        self.mode = mode
+        self.generator = generator
+        self.actions = actions
+        self.embedder = embedder
+
+    async def run(self, cases: Sequence[TestCase], fail_fast: bool = False) -> list[CaseResult]:
+        results = []
+        for case in cases:
+            results.append(await self.run_case(case))
+            if fail_fast and not results[-1].passed:
+                break
+        return results
+
+    async def run_case(self, case: TestCase) -> CaseResult:
+        result = CaseResult(case)
+        # Each case gets a fresh in-memory tracker: the project's stores are never touched.
+        assistant = Assistant(
+            self.project,
+            InMemoryTrackerStore(),
+            actions=StubbedActions(case.stubs, self.actions),
+            generator=self.generator,
+        )
+        started = time.monotonic()
+        sender_id = f"{case.name}_{time.time()}"
+        try:
+            await self._play(case, assistant, sender_id, result)
+        except Exception as error:
+            logger.exception("test case %s raised", case.name)
+            message = f"error: {type(error).__name__}: {error}"
+            result.failure = Failure(case.location, f"test_case: {case.name}", message)
+        finally:
+            await assistant.close()
+            result.seconds = time.monotonic() - started
+        failed = next((o for o in result.step_outcomes if not o.passed), None)
+        # The earliest failing step is the one to report, even when the case stopped later.
+        if failed is not None and (result.failure is None or failed.step.location.line < result.failure.location.line):
+            result.failure = Failure(failed.step.location, failed.step.describe(), failed.message or "")
+        return result
+
+    async def _play(self, case: TestCase, assistant: Assistant, sender_id: str, result: CaseResult) -> None:
+        events = list((await assistant.start_session(sender_id, metadata=case.metadata)).events)
+        if case.fixtures:
+            events += (await assistant.set_slots(sender_id, case.fixtures)).events
+        result.turns.append(Turn(None, events))
+        judge = self._judge(case)
+        for step in case.steps:
+            if not isinstance(step, UserStep):
+                result.step_outcomes.append(check_step(step, len(result.turns) - 1, result.turns[-1].bot_side))
+                continue
+            turn = await self._user_turn(case, step, assistant, sender_id, result)
+            if turn is None:
+                return
+            outcomes = check_assertions(step, turn.bot_side, judge)
+            result.assertion_outcomes += outcomes
+            failed = next((o for o in outcomes if not o.passed), None)
+            if failed is not None:
+                result.failure = Failure(step.location, step.describe(), failed.message or "", failed, turn)
+                return
+
+    async def _user_turn(
+        self, case: TestCase, step: UserStep, assistant: Assistant, sender_id: str, result: CaseResult
+    ) -> Turn | None:
+        commands: list[Command] | None = None
+        if step.reaches_generator:
+            if self.mode == "oracle" and step.annotation is not None:
+                # As if the generator returned the annotation: nothing parsed means `cannot handle`.
+                commands = list(step.annotation.commands) or [CannotHandle()]
+            elif self.generator is None:
+                result.failure = Failure(step.location, step.describe(), self._no_generator(case, step))
+                return None
+        handled = await assistant.handle(sender_id, UserTurn(text=step.text, commands=commands, metadata=step.metadata))
+        turn = Turn(step, handled.events)
+        result.turns.append(turn)
+        if self.mode == "llm" and step.annotation is not None:
+            result.du_steps.append(
+                DuStep(
+                    case.name,
+                    case.file,
+                    step.location.line,
+                    step.text,
+                    step.annotation.commands,
+                    predicted_commands(handled.events),
+                )
+            )
+        return turn
+
+    def _no_generator(self, case: TestCase, step: UserStep) -> str:
+        where = f"{case.file}:{step.location.line}"
+        if self.mode == "oracle":
+            return (
+                f"{where}: user step '{step.text}' has no `commands:` annotation and no command generator "
+                "is configured; annotate it or configure an LLM command generator"
+            )
+        return f"{where}: user step '{step.text}' needs the command generator, but none is configured"
+
+    def _judge(self, case: TestCase) -> Judge:
+        return LlmJudge() if case.llm_judge is not None else EmbeddingJudge(self.embedder)
+
+
+def predicted_commands(events: Sequence[Event]) -> tuple[Command, ...]:
+    """The commands the user event records: after the guard/force filters, before cleanup."""
+    user = next((e for e in events if isinstance(e, UserUttered)), None)
+    return tuple(command_from_json(c) for c in user.commands) if user is not None else ()
