@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.dialogue.conftest import Chat
-from voicecalm.tracker.events import FlowCancelled, FlowInterrupted, FlowResumed, FlowStarted
+from voicecalm.tracker.events import FlowCancelled, FlowCompleted, FlowInterrupted, FlowResumed, FlowStarted
 
 
 async def test_correction_rewinds_to_the_corrected_question(chat: Chat) -> None:
@@ -98,3 +98,27 @@ async def test_clarification_lists_the_options(chat: Chat) -> None:
 
 async def test_clarification_with_one_option_starts_it(chat: Chat) -> None:
     assert await chat.say("disambiguate flows transfer_money") == ["utter_ask_recipient"]
+
+
+async def test_resume_leaves_one_frame_per_flow(chat: Chat) -> None:
+    await chat.say("start flow transfer_money", "set slot recipient Jane")
+    await chat.say("start flow check_balance")
+    await chat.say("set slot continue_interrupted_flow_confirmation True")
+    assert [name for name, _ in await chat.stack()] == ["transfer_money", "pattern_collect_information"]
+    completed = [e.flow_id for e in chat.events(FlowCompleted)]
+    assert completed.count("pattern_continue_interrupted") == 1
+
+
+async def test_clarification_never_offers_flows_that_cannot_be_started(chat: Chat) -> None:
+    assert await chat.say("disambiguate flows login transfer_money") == ["utter_ask_recipient"]
+    assert await chat.say("cancel flow") == ["utter_flow_cancelled_rasa"]
+    await chat.say("disambiguate flows login vip_offer transfer_money pay_bill")
+    assert chat.texts == ["Happy to help; which one do you mean: pay bill or transfer money?"]
+
+
+async def test_nothing_is_said_after_the_bot_hangs_up(chat: Chat) -> None:
+    await chat.say("start flow transfer_money")
+    for _ in range(2):
+        await chat.type("/silence_timeout")
+    assert await chat.type("/silence_timeout") == ["utter_inform_hangup"]
+    assert chat.last.session_ended

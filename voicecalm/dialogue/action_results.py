@@ -10,7 +10,14 @@ from voicecalm.actions.runner import ActionResult
 from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.commands import CUSTOM
 from voicecalm.nlg import BotMessage
-from voicecalm.tracker.events import ConversationPaused, ConversationResumed, Restarted, SessionEnded, SessionStarted
+from voicecalm.tracker.events import (
+    ConversationPaused,
+    ConversationResumed,
+    Restarted,
+    SessionEnded,
+    SessionStarted,
+    SlotSet,
+)
 
 if TYPE_CHECKING:
     from voicecalm.dialogue.executor import Turn
@@ -68,7 +75,8 @@ async def apply_action_result(turn: Turn, action_name: str, result: ActionResult
             case "slot":
                 name = event.get("name")
                 if name in turn.project.domain.slots:
-                    turn.set_slot(name, turn.slot_value_for(name, event.get("value")), CUSTOM)
+                    # Recorded even when unchanged: every event an action returns is on the tracker.
+                    turn.emit(SlotSet(slot=name, value=turn.slot_value_for(name, event.get("value")), filled_by=CUSTOM))
                 else:
                     logger.warning("action %s set unknown slot %r; ignored", action_name, name)
             case "reset_slots":

@@ -137,8 +137,9 @@ async def continue_interrupted_flow(turn: Turn, frame: Frame) -> None:
     if target is None:
         return
     index = stacks.index_of(turn.stack, target["frame_id"])
-    start, end = stacks.block_of(turn.stack, index)
     own = stacks.index_of(turn.stack, frame["frame_id"])
+    start, end = stacks.block_of(turn.stack, index)
+    end = min(end, own)  # this pattern's own frames stay where they are
     below = [f for i, f in enumerate(turn.stack) if not start <= i < end and i < own]
     turn.conversation.set_stack(below + turn.stack[start:end] + turn.stack[own:])
     turn.emit(FlowResumed(flow_id=target["flow_id"], step_id=target.get("step_id")))

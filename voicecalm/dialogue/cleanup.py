@@ -62,10 +62,18 @@ def guard_allows(project: Project, flow_id: str, conversation: Conversation) -> 
 def filter_for_state(commands: Sequence[Command], project: Project, conversation: Conversation) -> list[Command]:
     """The guard and forced-slot filters applied to predicted commands (commands.md §3)."""
     active = {frame["flow_id"] for frame in stacks.user_flows(conversation.stack)}
-    kept = [
-        c for c in commands
-        if not (isinstance(c, StartFlow) and c.flow not in active and not guard_allows(project, c.flow, conversation))
-    ]
+
+    def startable(flow_id: str) -> bool:
+        return flow_id in active or guard_allows(project, flow_id, conversation)
+
+    kept: list[Command] = []
+    for command in commands:
+        if isinstance(command, StartFlow) and not startable(command.flow):
+            continue
+        if isinstance(command, Clarify) and command.options:
+            options = tuple(o for o in command.options if startable(o))
+            command = StartFlow(options[0]) if len(options) == 1 else Clarify(options)
+        kept.append(command)
     asked = stacks.asked_slot(conversation.stack)
     if asked is not None and _forces_slot_filling(project, conversation):
         kept = [c for c in kept if isinstance(c, SetSlot) and c.name == asked]

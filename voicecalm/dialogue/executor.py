@@ -149,7 +149,7 @@ class Turn:
 
     async def advance(self) -> None:
         """Run steps of the top frame until a step listens or the stack is empty."""
-        while self.stack:
+        while self.stack and not self.session_ended:
             frame = self.stack[-1]
             flow = self.flow_of(frame)
             if flow is None:
