@@ -10,15 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
-
-import httpx
 
 from voicecalm.actions import ActionServerClient, InProcessActions
 from voicecalm.actions.runner import ActionRunner
@@ -26,36 +20,12 @@ from voicecalm.assistant import Assistant, UserTurn
 from voicecalm.dialogue.dsl import parse_commands
 from voicecalm.project import load_project
 from voicecalm.project.schema import ActionEndpoint
+from voicecalm.testing.action_server import action_server
 from voicecalm.tracker.stores import InMemoryTrackerStore
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "action_roundtrip.json"
 ACTION = "action_find_branch"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "-p", str(port), "--quiet"],
-        cwd=REPOSITORY,
-        env={**os.environ, "SANIC_HOST": "127.0.0.1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the action server did not start")
 
 
 async def measure(runner: ActionRunner, calls: int, conversation) -> list[float]:
@@ -84,10 +54,8 @@ async def run(calls: int) -> dict:
     for line in ("start flow find_branch", "set slot branch_city Springfield", "set slot continue_conversation True"):
         await assistant.handle("bench", UserTurn(text="scripted", commands=parse_commands(line)))
     conversation = await assistant.conversation("bench")
-    port = free_port()
-    server = start_server(port)
-    try:
-        remote = ActionServerClient(ActionEndpoint(url=f"http://127.0.0.1:{port}/webhook"), project)
+    with action_server("actions", REPOSITORY) as url:
+        remote = ActionServerClient(ActionEndpoint(url=url), project)
         figures = {
             "action": ACTION,
             "events_in_tracker": len(conversation.events),
@@ -96,9 +64,6 @@ async def run(calls: int) -> dict:
             "http_loopback": summary(await measure(remote, calls, conversation)),
         }
         await remote.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     return figures
 
 

@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.dialogue.conftest import BANK
+from voicecalm.testing.action_server import action_server as serve_actions
 
 HERE = Path(__file__).parent
 
@@ -35,12 +30,6 @@ EXTRA_FLOWS = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def bank_copy(root: Path, endpoints: str) -> Path:
     project = root / "bank"
     shutil.copytree(BANK, project)
@@ -57,25 +46,5 @@ def bank_copy(root: Path, endpoints: str) -> Path:
 @pytest.fixture(scope="session")
 def action_server() -> Iterator[str]:
     """A real rasa-sdk action server on a free loopback port, serving tests/actions/server_actions."""
-    port = free_port()
-    environment = {**os.environ, "SANIC_HOST": "127.0.0.1", "PYTHONPATH": str(HERE)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rasa_sdk", "--actions", "server_actions", "-p", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the rasa-sdk action server did not start")
-    yield f"{url}/webhook"
-    process.terminate()
-    process.wait(timeout=10)
+    with serve_actions("server_actions", HERE) as url:
+        yield url

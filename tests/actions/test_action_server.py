@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.actions.conftest import bank_copy, free_port
+from tests.actions.conftest import bank_copy
+from voicecalm.testing.action_server import free_port
 from tests.dialogue.conftest import Chat
 from voicecalm.actions import ActionServerClient
 from voicecalm.assistant import Assistant

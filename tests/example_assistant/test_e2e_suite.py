@@ -7,14 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.actions.conftest import free_port
+from voicecalm.testing.action_server import action_server
 
 REPOSITORY = Path(__file__).parents[2]
 VOICECALM = str(Path(sys.executable).with_name("voicecalm"))
@@ -58,27 +56,8 @@ def test_suite_passes_with_in_process_actions() -> None:
 @pytest.fixture
 def actions_server() -> Iterator[str]:
     """The example assistant's own `actions` package served by `python -m rasa_sdk`."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "-p", str(port)],
-        cwd=REPOSITORY,
-        env={**os.environ, "SANIC_HOST": "127.0.0.1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the action server did not start")
-    yield f"http://127.0.0.1:{port}/webhook"
-    process.terminate()
-    process.wait(timeout=10)
+    with action_server("actions", REPOSITORY) as url:
+        yield url
 
 
 def test_same_suite_passes_with_the_actions_on_a_server(tmp_path: Path, actions_server: str) -> None:
