@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,8 +24,10 @@ from voicecalm.nlg import BotMessage, ResponseRenderer
 from voicecalm.project import Project, load_project
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import Event, SessionStarted, SlotSet, UserUttered
+from voicecalm.tracker.locks import InMemoryLockStore, LockStore, create_lock_store
 from voicecalm.tracker.stores import ConcurrentUpdateError, TrackerStore, create_tracker_store
-from voicecalm.understanding.understand import CommandGenerator, understand
+from voicecalm.understanding.factory import create_generator
+from voicecalm.understanding.understand import CommandGenerator, Understanding, understand
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Assistant:
         actions: ActionRunner | None = None,
         services: TurnServices | None = None,
         renderer: ResponseRenderer | None = None,
+        lock_store: LockStore | None = None,
     ) -> None:
         self.project = project
         self.store = store
@@ -81,7 +83,7 @@ class Assistant:
             has_chitchat_responder=self.services.has_chitchat_responder,
         )
         self.initial_slots = {name: slot.initial_value for name, slot in project.domain.slots.items()}
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.lock_store = lock_store or InMemoryLockStore()
         self._cache: OrderedDict[str, Conversation] = OrderedDict()
 
     @classmethod
@@ -93,7 +95,9 @@ class Assistant:
     def from_project(cls, project: Project, **kwargs: Any) -> "Assistant":
         """Raises `ValueError` or `ImportError` when the endpoints name a store or actions it cannot have."""
         store = create_tracker_store(project.endpoints.tracker_store, project.root)
+        kwargs.setdefault("lock_store", create_lock_store(project.endpoints.lock_store))
         kwargs.setdefault("actions", create_action_runner(project))
+        kwargs.setdefault("generator", create_generator(project))
         return cls(project, store, **kwargs)
 
     async def close(self) -> None:
@@ -101,15 +105,9 @@ class Assistant:
         if close_actions is not None:
             await close_actions()
         await self.store.close()
+        await self.lock_store.close()
 
     # --- conversations ----------------------------------------------------------------------
-
-    def _lock_for(self, sender_id: str) -> asyncio.Lock:
-        lock = self._locks.get(sender_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[sender_id] = lock
-        return lock
 
     async def conversation(self, sender_id: str) -> Conversation:
         """The committed state of a conversation, brought up to date with the store."""
@@ -173,7 +171,7 @@ class Assistant:
         self, sender_id: str, run: Callable[[Conversation], Awaitable[tuple[Conversation, TurnResult]]]
     ) -> TurnResult:
         """Run `run` on a working copy and store what it added, all or nothing, one at a time."""
-        async with self._lock_for(sender_id):
+        async with self.lock_store.lock(sender_id):
             committed = await self.conversation(sender_id)
             working, result = await run(committed)
             try:
@@ -213,18 +211,17 @@ class Assistant:
             return working, TurnResult([], [], working.pending)
         if self._needs_session_start(working, turn) and not failed:
             messages += (await self._start_session(working, turn, on_message)).messages
-        if failed:
-            predicted: list[Command] = [Error()]
-        else:
-            predicted = filter_for_state(
-                await understand(turn.text, turn.commands, working, self.project, self.generator),
-                self.project,
-                working,
-            )
+        understood = Understanding([Error()])
+        if not failed:
+            understood = await understand(turn.text, turn.commands, working, self.project, self.generator)
+        predicted = filter_for_state(understood.commands, self.project, working)
+        parse_data: dict[str, Any] = {"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]}
+        if understood.fast_path:
+            parse_data["fast_path"] = True
         working.apply(
             UserUttered(
                 text=turn.text,
-                parse_data={"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]},
+                parse_data=parse_data,
                 input_channel=turn.input_channel,
                 message_id=turn.message_id or uuid.uuid4().hex,
                 metadata=dict(turn.metadata),

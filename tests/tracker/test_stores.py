@@ -23,9 +23,21 @@ from voicecalm.tracker.events import (
 from voicecalm.tracker.stores import (
     ConcurrentUpdateError,
     InMemoryTrackerStore,
+    PostgresTrackerStore,
+    RedisTrackerStore,
     SQLiteTrackerStore,
     TrackerStore,
     create_tracker_store,
+)
+
+from tests.tracker.services import (
+    drop_postgres_schema,
+    drop_redis_prefix,
+    postgres_options,
+    postgres_ready,
+    redis_options,
+    redis_ready,
+    unique_name,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +60,52 @@ def dicts(events: list[Event]) -> list[dict]:
     return [event.to_dict() for event in events]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    await (await redis_ready()).aclose()
+    prefix = unique_name("redis")
+    yield prefix
+    await drop_redis_prefix(prefix)
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    await (await postgres_ready()).close()
+    schema = unique_name("pg")
+    yield schema
+    await drop_postgres_schema(schema)
+
+
+def redis_store(prefix: str, **extra: object) -> TrackerStore:
+    return create_tracker_store(StoreConfig(**redis_options(prefix, **extra)), Path("."))
+
+
+def postgres_store(schema: str, **extra: object) -> TrackerStore:
+    return create_tracker_store(StoreConfig(**postgres_options(schema, **extra)), Path("."))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TrackerStore]:
-    created: TrackerStore = InMemoryTrackerStore() if request.param == "memory" else SQLiteTrackerStore(tmp_path / "t.db")
+    cleanup = None
+    if request.param == "memory":
+        created: TrackerStore = InMemoryTrackerStore()
+    elif request.param == "sqlite":
+        created = SQLiteTrackerStore(tmp_path / "t.db")
+    elif request.param == "redis":
+        await (await redis_ready()).aclose()
+        prefix = unique_name("redis")
+        created, cleanup = redis_store(prefix), drop_redis_prefix(prefix)
+    else:
+        await (await postgres_ready()).close()
+        schema = unique_name("pg")
+        created, cleanup = postgres_store(schema), drop_postgres_schema(schema)
     yield created
     await created.close()
+    if cleanup is not None:
+        await cleanup
 
 
-# --- both stores -----------------------------------------------------------------------------
+# --- every store -----------------------------------------------------------------------------
 
 
 async def test_append_and_read_back(store: TrackerStore) -> None:
@@ -329,17 +379,46 @@ def test_sqlite_config_absolute_path(tmp_path: Path) -> None:
     assert isinstance(store, SQLiteTrackerStore) and store.path == tmp_path / "abs.db"
 
 
+def test_redis_config(tmp_path: Path) -> None:
+    store = create_tracker_store(
+        StoreConfig(type="redis", url="cache.internal", port=6380, db=2, password="hunter2", key_prefix="bot", record_exp=30, use_ssl=True),
+        tmp_path,
+    )
+    assert isinstance(store, RedisTrackerStore)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == ("cache.internal", 6380, 2, "hunter2")
+    assert store.record_exp == 30
+    assert store._key("alice") == "bot:voicecalm:events:alice"
+    assert "hunter2" not in repr(store)
+
+
+def test_redis_config_accepts_a_url(tmp_path: Path) -> None:
+    store = create_tracker_store(StoreConfig(type="RedisTrackerStore", url="redis://cache.internal:6390/3"), tmp_path)
+    assert isinstance(store, RedisTrackerStore)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.internal", 6390, 3)
+
+
 @pytest.mark.parametrize(
     "config",
     [
-        StoreConfig(type="redis", url="localhost", password="hunter2"),
-        StoreConfig(type="SQL", dialect="postgresql", db="rasa", password="hunter2"),
+        StoreConfig(type="SQL", dialect="postgresql", url="db.internal", port=5433, db="rasa", username="bot", password="hunter2", query={"sslmode": "require", "application_name": "vc"}),
+        StoreConfig(type="SQL", dialect="postgresql", url="postgresql://bot:hunter2@db.internal:5433/rasa", query={"sslmode": "require", "application_name": "vc"}),
     ],
 )
-def test_not_yet_available_stores(tmp_path: Path, config: StoreConfig) -> None:
-    with pytest.raises(ValueError, match="not available yet") as caught:
-        create_tracker_store(config, tmp_path)
-    assert "hunter2" not in str(caught.value)
+def test_postgres_config(tmp_path: Path, config: StoreConfig) -> None:
+    store = create_tracker_store(config, tmp_path)
+    assert isinstance(store, PostgresTrackerStore)
+    assert store._connect == {
+        "host": "db.internal",
+        "port": 5433,
+        "database": "rasa",
+        "user": "bot",
+        "password": "hunter2",
+        "ssl": "require",
+        "server_settings": {"application_name": "vc"},
+    }
+    assert "hunter2" not in repr(store)
 
 
 @pytest.mark.parametrize(
@@ -350,3 +429,190 @@ def test_unknown_store_type_is_named(tmp_path: Path, config: StoreConfig, named:
     with pytest.raises(ValueError, match=named) as caught:
         create_tracker_store(config, tmp_path)
     assert "hunter2" not in str(caught.value)
+
+
+# --- Redis and PostgreSQL: atomicity, isolation, several processes -----------------------------
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+async def shared(request: pytest.FixtureRequest) -> AsyncIterator[dict]:
+    """The endpoints.yml section of a fresh, empty Redis or PostgreSQL store (removed afterwards)."""
+    if request.param == "redis":
+        await (await redis_ready()).aclose()
+        prefix = unique_name("redis")
+        yield redis_options(prefix)
+        await drop_redis_prefix(prefix)
+    else:
+        await (await postgres_ready()).close()
+        schema = unique_name("pg")
+        yield postgres_options(schema)
+        await drop_postgres_schema(schema)
+
+
+def from_options(options: dict) -> TrackerStore:
+    return create_tracker_store(StoreConfig(**options), Path("."))
+
+
+async def test_shared_store_bad_event_stores_nothing_of_the_batch(shared: dict) -> None:
+    store = from_options(shared)
+    await store.append("alice", [SessionStarted()], expected_count=0)
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.append("alice", [SlotSet(slot="a", value=1), Unserialisable(slot="b")], expected_count=1)
+    assert len(await store.events("alice")) == 1
+    await store.close()
+
+
+async def test_shared_store_is_shared_between_clients_and_survives_reopening(shared: dict) -> None:
+    first, second = from_options(shared), from_options(shared)
+    await first.append("alice", sample_events()[:3], expected_count=0)
+    with pytest.raises(ConcurrentUpdateError):
+        await second.append("alice", [SlotSet(slot="a", value=1)], expected_count=0)
+    await second.append("alice", sample_events()[3:], expected_count=3)
+    await first.close()
+    await second.close()
+    reopened = from_options(shared)
+    assert [e.name for e in await reopened.events("alice")] == [e.name for e in sample_events()]
+    await reopened.close()
+
+
+async def test_key_prefixes_and_schemas_keep_stores_apart(shared: dict) -> None:
+    store = from_options(shared)
+    await store.append("alice", [SessionStarted()], expected_count=0)
+    if shared["type"] == "redis":
+        other_options = {**shared, "key_prefix": shared["key_prefix"] + "_other"}
+    else:
+        other_options = {**shared, "schema": shared["schema"] + "_other"}
+    other = from_options(other_options)
+    try:
+        assert await other.events("alice") == []
+        assert await other.sender_ids() == []
+    finally:
+        await other.close()
+        await store.close()
+        if shared["type"] == "redis":
+            await drop_redis_prefix(other_options["key_prefix"])
+        else:
+            await drop_postgres_schema(other_options["schema"])
+
+
+async def test_redis_record_exp_expires_conversations(shared: dict) -> None:
+    if shared["type"] != "redis":
+        return
+    store = from_options({**shared, "record_exp": 1})
+    await store.append("alice", [SessionStarted()], expected_count=0)
+    assert await store.sender_ids() == ["alice"]
+    await asyncio.sleep(1.3)
+    assert await store.events("alice") == []
+    assert await store.sender_ids() == []
+    await store.close()
+
+
+async def test_postgres_failure_after_first_insert_rolls_back(shared: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shared["type"] != "SQL":
+        return
+    store = from_options(shared)
+    await store.append("alice", [SessionStarted()], expected_count=0)
+    original = PostgresTrackerStore._insert
+
+    async def crash_after_insert(self, conn, sender_id, first, items):  # type: ignore[no-untyped-def]
+        await original(self, conn, sender_id, first, items[:1])
+        raise RuntimeError("crash mid-append")
+
+    monkeypatch.setattr(PostgresTrackerStore, "_insert", crash_after_insert)
+    with pytest.raises(RuntimeError, match="crash mid-append"):
+        await store.append("alice", sample_events(), expected_count=1)
+    monkeypatch.undo()
+    assert len(await store.events("alice")) == 1
+    await store.append("alice", [SlotSet(slot="a", value=1)], expected_count=1)
+    assert len(await store.events("alice")) == 2
+    await store.close()
+
+
+async def test_postgres_login_db_creates_the_database(shared: dict) -> None:
+    if shared["type"] != "SQL":
+        return
+    database = unique_name("db")
+    store = from_options({**shared, "db": database, "login_db": shared["db"]})
+    try:
+        await store.append("alice", [SessionStarted()], expected_count=0)
+        assert len(await store.events("alice")) == 1
+    finally:
+        await store.close()
+        conn = await postgres_ready()
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        await conn.close()
+
+
+async def test_shared_store_process_killed_mid_append_stores_nothing(shared: dict) -> None:
+    result = run_python(
+        """
+        import asyncio, json, os, sys
+        from pathlib import Path
+        from voicecalm.project.schema import StoreConfig
+        from voicecalm.tracker.events import SessionStarted, SlotSet
+        from voicecalm.tracker.stores import create_tracker_store, PostgresTrackerStore
+
+        async def main():
+            store = create_tracker_store(StoreConfig(**json.loads(sys.argv[1])), Path("."))
+            await store.append("alice", [SessionStarted()], expected_count=0)
+            if isinstance(store, PostgresTrackerStore):
+                original = PostgresTrackerStore._insert
+                async def die_after_insert(self, conn, sender_id, first, items):
+                    await original(self, conn, sender_id, first, items[:1])
+                    os._exit(3)  # no rollback, no close: as if the process were killed
+                PostgresTrackerStore._insert = die_after_insert
+            else:
+                # Redis runs the whole batch as one script: dying while it is sent stores nothing.
+                original = store._append
+                async def die_while_sending(keys, args):
+                    os._exit(3)
+                store._append = die_while_sending
+            await store.append("alice", [SlotSet(slot="a", value=1), SlotSet(slot="b", value=2)], expected_count=1)
+
+        asyncio.run(main())
+        """,
+        json.dumps(shared),
+    )
+    assert result.returncode == 3, result.stderr
+    store = from_options(shared)
+    assert [e.name for e in await store.events("alice")] == ["session_started"]
+    await store.append("alice", [SlotSet(slot="a", value=1)], expected_count=1)
+    await store.close()
+
+
+async def test_shared_store_worker_processes_racing_on_one_conversation(shared: dict) -> None:
+    worker = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        from pathlib import Path
+        from voicecalm.project.schema import StoreConfig
+        from voicecalm.tracker.events import SlotSet
+        from voicecalm.tracker.stores import ConcurrentUpdateError, create_tracker_store
+
+        async def main():
+            store = create_tracker_store(StoreConfig(**json.loads(sys.argv[1])), Path("."))
+            written = 0
+            while written < 25:
+                count = len(await store.events("shared"))
+                try:
+                    await store.append("shared", [SlotSet(slot=sys.argv[2], value=written)], expected_count=count)
+                    written += 1
+                except ConcurrentUpdateError:
+                    pass
+            await store.close()
+
+        asyncio.run(main())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    workers = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", worker, json.dumps(shared), f"w{n}", env=env)
+        for n in range(4)
+    ]
+    assert [await process.wait() for process in workers] == [0, 0, 0, 0]
+    store = from_options(shared)
+    events = await store.events("shared")
+    await store.close()
+    assert len(events) == 100
+    for n in range(4):
+        assert [e.value for e in events if isinstance(e, SlotSet) and e.slot == f"w{n}"] == list(range(25))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from voicecalm.dialogue.commands import (
@@ -15,6 +16,7 @@ from voicecalm.dialogue.commands import (
 from voicecalm.project import Project
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, UserUttered
+from voicecalm.understanding.fast_path import fast_path
 from voicecalm.understanding.payloads import button_pairs, parse_payload
 
 DEFAULT_MAX_CHARACTERS = 420
@@ -40,24 +42,34 @@ def offered_buttons(conversation: Conversation, project: Project) -> set[tuple[t
     return offered
 
 
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    commands: list[Command]
+    fast_path: bool = False  # set by the fast path, no model was asked
+
+
 async def understand(
     text: str | None,
     given: Sequence[Command] | None,
     conversation: Conversation,
     project: Project,
     generator: CommandGenerator | None,
-) -> list[Command]:
+) -> Understanding:
     if given is not None:
-        return list(given)
+        return Understanding(list(given))
     if text is None or not text.strip():
-        return [Error(error_type=ERROR_USER_INPUT_EMPTY)]
+        return Understanding([Error(error_type=ERROR_USER_INPUT_EMPTY)])
     payload = parse_payload(text, project.domain, project.flows, offered_buttons(conversation, project))
     if payload is not None:
-        return payload
+        return Understanding(payload)
     settings = project.config.command_generator
     limit = settings.user_input.max_characters if settings else DEFAULT_MAX_CHARACTERS
     if 0 <= limit < len(text):
-        return [Error(error_type=ERROR_USER_INPUT_TOO_LONG, info={"max_characters": limit})]
+        return Understanding([Error(error_type=ERROR_USER_INPUT_TOO_LONG, info={"max_characters": limit})])
+    if settings is not None and settings.fast_path:
+        answer = fast_path(text, conversation, project)
+        if answer is not None:
+            return Understanding(list(answer), fast_path=True)
     if generator is None:
-        return [CannotHandle()]
-    return await generator.predict(text, conversation, project)
+        return Understanding([CannotHandle()])
+    return Understanding(await generator.predict(text, conversation, project))

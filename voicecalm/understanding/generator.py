@@ -1,0 +1,89 @@
+"""The LLM command generator: prompt → completion → commands (commands.md §2, §6, §7)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from voicecalm.dialogue import stack as stacks
+from voicecalm.dialogue.cleanup import guard_allows
+from voicecalm.dialogue.commands import CannotHandle, Command, Error
+from voicecalm.dialogue.dsl import parse_commands, post_process
+from voicecalm.project import Flow, Project
+from voicecalm.project.schema import CommandGeneratorConfig
+from voicecalm.tracker.conversation import Conversation
+from voicecalm.understanding.grammar import command_grammar
+from voicecalm.understanding.llm import LlmError, LlmSettings, complete
+from voicecalm.understanding.prompt import PromptBuilder
+
+logger = logging.getLogger(__name__)
+
+# Resolves the model to call; for the embedded model this starts it on first use.
+SettingsProvider = Callable[[], Awaitable[LlmSettings]]
+
+
+class LLMCommandGenerator:
+    """Implements `CommandGenerator`. `constrained` passes a per-turn grammar to the model
+    (llama.cpp understands it; remote APIs get the plain prompt)."""
+
+    def __init__(
+        self,
+        project: Project,
+        config: CommandGeneratorConfig,
+        settings: SettingsProvider,
+        *,
+        constrained: bool,
+    ) -> None:
+        self.project = project
+        self.config = config
+        self.settings = settings
+        self.constrained = constrained
+        self.prompts = PromptBuilder(project, config)
+        self.user_flow_ids = frozenset(flow.id for flow in project.user_flows)
+
+    def prompt_flows(self, conversation: Conversation) -> list[Flow]:
+        """Startable user flows (not `if: False`) and the active ones (commands.md §7).
+
+        Retrieval by embedding shortlists them when there are more than `num_flows`."""
+        active = {frame["flow_id"] for frame in stacks.user_flows(conversation.stack)}
+        return [
+            flow
+            for flow in self.project.user_flows
+            if flow.id in active or guard_allows(self.project, flow.id, conversation)
+        ]
+
+    def active_flows(self, conversation: Conversation) -> list[Flow]:
+        return [
+            self.project.flows[frame["flow_id"]]
+            for frame in stacks.user_flows(conversation.stack)
+            if frame["flow_id"] in self.project.flows
+        ]
+
+    def commands_from_completion(self, completion: str) -> list[Command]:
+        commands = post_process(parse_commands(completion), self.user_flow_ids)
+        return commands or [CannotHandle()]
+
+    async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
+        flows = self.prompt_flows(conversation)
+        prompt = self.prompts.build(text, conversation, flows)
+        grammar = None
+        if self.constrained:
+            grammar = command_grammar(
+                flows,
+                self.active_flows(conversation),
+                self.project,
+                offtopic=self.prompts.fixed["offer_offtopic"],
+                handoff=self.config.human_handoff_command,
+            )
+        try:
+            settings = await self.settings()
+        except Exception:  # the model could not be started: this turn gets the error pattern
+            logger.exception("the command generator's model is not available")
+            return [Error()]
+        try:
+            completion = await complete(settings, prompt, grammar)
+        except LlmError as error:
+            logger.error("command generator failed: %s", error)
+            return [Error()]
+        logger.debug("completion: %r", completion)
+        return self.commands_from_completion(completion)

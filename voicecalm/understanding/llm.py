@@ -1,0 +1,90 @@
+"""The one door to language models: every completion goes through litellm from here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicecalm.project import Project
+from voicecalm.project.schema import LlmConfig
+
+logger = logging.getLogger(__name__)
+
+# litellm fetches a price list from the internet at import unless told to use its local copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# Added to the model's own timeout, so that a call can never hang a turn.
+TIMEOUT_MARGIN_SECONDS = 1.0
+
+
+class LlmError(Exception):
+    """The model could not answer: an error, a timeout or an empty completion."""
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSettings:
+    model: str  # a litellm model string, e.g. "openai/gpt-4o-mini" or "ollama/qwen2.5"
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float = 7.0
+    temperature: float | None = 0.0
+    max_tokens: int = 256
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+def settings_from_config(config: LlmConfig, project: Project) -> LlmSettings:
+    """Inline `llm:` keys, or a `model_group` from endpoints.yml (the group's first model)."""
+    values = config.model_dump(exclude_none=True)
+    group_id = values.pop("model_group", None)
+    if group_id is not None:
+        groups = {group.get("id"): group for group in project.endpoints.model_groups}
+        if group_id not in groups or not groups[group_id].get("models"):
+            raise ValueError(f"model group '{group_id}' is not defined in endpoints.yml `model_groups`")
+        values = {**groups[group_id]["models"][0], **values}
+    provider, model = values.get("provider"), values.get("model")
+    if not model:
+        raise ValueError("the command generator's `llm` needs a `model` (or a `model_group`)")
+    if provider and not model.startswith(f"{provider}/"):
+        model = f"{provider}/{model}"
+    return LlmSettings(
+        model=model,
+        api_base=values.get("api_base"),
+        api_key=values.get("api_key"),
+        timeout=float(values.get("timeout", 7)),
+        temperature=values.get("temperature", 0.0),
+        max_tokens=int(values.get("max_tokens") or values.get("max_completion_tokens") or 256),
+        extra_body=dict(values.get("extra_body") or {}),
+    )
+
+
+async def complete(settings: LlmSettings, prompt: str, grammar: str | None = None) -> str:
+    """One completion; raises `LlmError` on any failure, never waits past the timeout."""
+    import litellm  # slow to import (~3 s): only processes that use a model pay for it
+
+    extra_body = dict(settings.extra_body)
+    if grammar is not None:
+        extra_body["grammar"] = grammar
+    try:
+        response = await asyncio.wait_for(
+            litellm.acompletion(
+                model=settings.model,
+                messages=[{"role": "user", "content": prompt}],
+                api_base=settings.api_base,
+                api_key=settings.api_key,
+                timeout=settings.timeout,
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                extra_body=extra_body or None,
+                num_retries=0,
+            ),
+            settings.timeout + TIMEOUT_MARGIN_SECONDS,
+        )
+    except Exception as error:  # litellm raises many types; each one means "no answer"
+        raise LlmError(f"{type(error).__name__} from {settings.model}") from error
+    content = response.choices[0].message.content if response.choices else None
+    if not content or not content.strip():
+        raise LlmError(f"empty completion from {settings.model}")
+    return content

@@ -1,0 +1,156 @@
+"""The command generator's prompt (commands.md §6): static part first, this turn's part last."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+
+from voicecalm.dialogue import stack as stacks
+from voicecalm.dialogue.commands import Error
+from voicecalm.project import Flow, Project
+from voicecalm.project.flows import CallStep, CollectStep
+from voicecalm.project.schema import CommandGeneratorConfig
+from voicecalm.tracker.conversation import Conversation
+from voicecalm.tracker.events import BotUttered, UserUttered
+
+DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "command_prompt.jinja2"
+HISTORY_LINES = 20
+NOT_UNDERSTOOD = "[a message that could not be processed]"
+# voice.md: the tracker marks bot messages the caller cut off or never heard.
+DELIVERY_NOTES = {"interrupted": " [the user interrupted this message]", "not_played": " [the user never heard this message]"}
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSlot:
+    name: str
+    description: str
+    allowed_values: list[Any] | None
+
+
+def _allowed_values(project: Project, slot_name: str) -> list[Any] | None:
+    slot = project.domain.slots.get(slot_name)
+    if slot is None:
+        return None
+    if slot.type == "categorical":
+        return list(slot.values)
+    if slot.type == "bool":
+        return [True, False]
+    return None
+
+
+def prompt_slots(flow: Flow, project: Project, seen: frozenset[str] = frozenset()) -> list[PromptSlot]:
+    """The slots a flow collects without asking first, its called flows' included."""
+    slots: list[PromptSlot] = []
+    for step in flow.steps:
+        if isinstance(step, CollectStep) and not step.ask_before_filling:
+            slots.append(PromptSlot(step.collect, step.description or "", _allowed_values(project, step.collect)))
+        elif isinstance(step, CallStep) and step.call in project.flows and step.call not in seen:
+            slots += prompt_slots(project.flows[step.call], project, seen | {flow.id})
+    unique = {slot.name: slot for slot in slots}
+    return list(unique.values())
+
+
+def flows_json(flows: Sequence[Flow], project: Project) -> str:
+    entries = []
+    for flow in flows:
+        slots = [
+            {"name": s.name, "description": s.description, **({"allowed_values": s.allowed_values} if s.allowed_values else {})}
+            for s in prompt_slots(flow, project)
+        ]
+        entries.append({"name": flow.id, "description": " ".join((flow.description or "").split()), "slots": slots})
+    return json.dumps({"flows": entries}, ensure_ascii=False, default=str)
+
+
+def current_state(conversation: Conversation, project: Project) -> tuple[str, Flow | None, str | None, str | None]:
+    """(state text, active flow, asked slot, its description)."""
+    frame = stacks.top_user_flow(conversation.stack)
+    flow = project.flows.get(frame["flow_id"]) if frame else None
+    if flow is None:
+        return "You are currently not inside any flow.", None, None, None
+    asked = stacks.asked_slot(conversation.stack)
+    asked_step = next((s for s in flow.collect_steps() if s.collect == asked), None)
+    if asked_step is None:
+        asked_step = next(
+            (s for f in project.flows.values() for s in f.collect_steps() if s.collect == asked), None
+        )
+    description = asked_step.description if asked_step else None
+    slots = []
+    for slot in prompt_slots(flow, project):
+        value = conversation.slots.get(slot.name)
+        entry = {
+            "name": slot.name,
+            "value": "undefined" if value is None else value,
+            "type": project.domain.slots[slot.name].type if slot.name in project.domain.slots else "any",
+            "description": slot.description,
+        }
+        if slot.allowed_values:
+            entry["allowed_values"] = slot.allowed_values
+        slots.append(entry)
+    state = {
+        "active_flow": flow.id,
+        "current_step": {"requested_slot": asked, "requested_slot_description": description},
+        "slots": slots,
+    }
+    return json.dumps(state, ensure_ascii=False, default=str), flow, asked, description
+
+
+def history(conversation: Conversation) -> str:
+    lines = []
+    for event in conversation.events_since_last_restart():
+        if isinstance(event, UserUttered) and event.text is not None:
+            raised_error = any(c.get("command") == Error.command for c in event.commands)
+            lines.append(f"USER: {NOT_UNDERSTOOD if raised_error else event.text}")
+        elif isinstance(event, BotUttered) and event.text:
+            note = DELIVERY_NOTES.get(str(event.metadata.get("delivery", "")), "")
+            lines.append(f"AI: {event.text}{note}")
+    return "\n".join(lines[-HISTORY_LINES:])
+
+
+class PromptBuilder:
+    def __init__(self, project: Project, config: CommandGeneratorConfig) -> None:
+        self.project = project
+        self.config = config
+        self.template = self._template()
+        search_ready = config.name == "SearchReadyLLMCommandGenerator"
+        self.fixed = {
+            "offer_offtopic": not search_ready,
+            "offer_handoff": config.human_handoff_command,
+        }
+
+    def _template(self) -> Template:
+        if self.config.prompt_template:
+            path = self.project.root / self.config.prompt_template
+            environment: Environment = SandboxedEnvironment(loader=FileSystemLoader(str(path.parent)))
+            return environment.get_template(path.name)
+        environment = Environment(
+            loader=FileSystemLoader(str(DEFAULT_TEMPLATE.parent)), undefined=StrictUndefined, autoescape=False
+        )
+        return environment.get_template(DEFAULT_TEMPLATE.name)
+
+    def build(self, user_message: str, conversation: Conversation, flows: Sequence[Flow]) -> str:
+        state, active, asked, asked_description = current_state(conversation, self.project)
+        now = None
+        if self.config.include_date_time:
+            moment = datetime.now(ZoneInfo(self.config.timezone))
+            now = moment.strftime("%A, %d %B %Y, %H:%M %Z")
+        return self.template.render(
+            **self.fixed,
+            available_flows=flows_json(flows, self.project),
+            current_state=state,
+            current_conversation=history(conversation),
+            # The message is quoted in triple quotes; it must not be able to close them.
+            user_message=user_message.replace('"""', '"'),
+            current_datetime=now,
+            current_flow=active.id if active else None,
+            current_slot=asked,
+            current_slot_description=asked_description,
+            flow_slots=[asdict(s) for s in prompt_slots(active, self.project)] if active else [],
+        )
