@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import textwrap
 from pathlib import Path
@@ -264,8 +263,7 @@ async def test_llm_mode_scores_the_generator_against_the_annotations(bank: Proje
 
 
 def _with_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    runner = functools.partial(E2ERunner, generator=ScriptedGenerator(SCRIPT))
-    monkeypatch.setattr("voicecalm.testing.cli.E2ERunner", runner)
+    monkeypatch.setattr("voicecalm.testing.cli.create_generator", lambda project: ScriptedGenerator(SCRIPT))
 
 
 def test_du_report_json_and_minimum_accuracy(write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

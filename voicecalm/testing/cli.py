@@ -13,6 +13,7 @@ from rich.console import Console
 
 from voicecalm.actions import create_action_runner
 from voicecalm.project import Problem, Project, ProjectError, Severity, load_project
+from voicecalm.understanding.factory import create_generator
 from voicecalm.testing.e2e.cases import TestCase
 from voicecalm.testing.e2e.du import evaluate
 from voicecalm.testing.e2e.loader import E2ELoadError, holds_e2e_tests, load_tests
@@ -118,7 +119,7 @@ def e2e(
         err.print(str(error), style="red")
         raise typer.Exit(EXIT_LOAD_ERROR) from None
 
-    runner = E2ERunner(loaded_project, mode=commands.value, actions=actions)
+    runner = E2ERunner(loaded_project, mode=commands.value, actions=actions, generator=create_generator(loaded_project))
     results = asyncio.run(_run(runner, loaded.cases, fail_fast))
 
     print_failures(results, loaded_project, out)
