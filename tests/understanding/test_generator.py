@@ -24,7 +24,6 @@ from voicecalm.assistant import Assistant
 from voicecalm.dialogue.commands import CannotHandle, Error, SetSlot, StartFlow
 from voicecalm.testing.action_server import free_port
 from voicecalm.tracker.events import SlotSet, UserUttered
-from voicecalm.tracker.stores import InMemoryTrackerStore
 
 
 class ModelServer:
