@@ -644,9 +644,9 @@ async def test_continue_interrupted_multiple_flows_none(chat: Chat) -> None:
     await chat.say("start flow transfer_money", "set slot recipient Jane")
     await chat.say("start flow set_nickname")
     await chat.say("start flow check_balance")
-    await chat.say("set slot interrupted_flow_to_continue none")
+    assert await chat.say("set slot interrupted_flow_to_continue none") == ["utter_ask_continue_conversation"]
     assert sorted(e.flow_id for e in chat.events(FlowCancelled)) == ["set_nickname", "transfer_money"]
-    assert [name for name, _ in await chat.stack()] == []
+    assert [name for name, _ in await chat.stack()] == ["pattern_completed", "pattern_collect_information"]
 
 
 # --- pattern_skip_question --------------------------------------------------------------------

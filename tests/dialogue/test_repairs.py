@@ -47,10 +47,10 @@ async def test_digression_then_resume_the_interrupted_flow(chat: Chat) -> None:
 async def test_digression_then_decline_cancels_the_interrupted_flow(chat: Chat) -> None:
     await chat.say("start flow transfer_money", "set slot recipient Jane")
     await chat.say("start flow check_balance")
-    await chat.say("set slot continue_interrupted_flow_confirmation False")
+    utters = await chat.say("set slot continue_interrupted_flow_confirmation False")
     assert [e.flow_id for e in chat.events(FlowCancelled)] == ["transfer_money"]
     assert (await chat.slots())["recipient"] is None
-    assert await chat.stack() == []
+    assert utters == ["utter_ask_continue_conversation"], "declining ends like a completed flow"
 
 
 async def test_starting_a_flow_that_is_already_running_resumes_it(chat: Chat) -> None:
@@ -122,3 +122,11 @@ async def test_nothing_is_said_after_the_bot_hangs_up(chat: Chat) -> None:
         await chat.type("/silence_timeout")
     assert await chat.type("/silence_timeout") == ["utter_inform_hangup"]
     assert chat.last.session_ended
+
+
+async def test_cancel_and_a_new_request_in_one_message(chat: Chat) -> None:
+    await chat.say("start flow transfer_money", "set slot recipient Jane")
+    utters = await chat.say("cancel flow", "start flow check_balance")
+    assert utters == ["utter_flow_cancelled_rasa", "utter_balance", "utter_ask_continue_conversation"]
+    assert chat.texts[0] == "Okay, I've stopped transfer money."
+    assert [e.flow_id for e in chat.events(FlowCancelled)] == ["transfer_money"]

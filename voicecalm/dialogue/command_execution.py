@@ -63,6 +63,8 @@ def execution_order(commands: Sequence[Command], turn: Turn) -> list[Command]:
 def execute_commands(turn: Turn, commands: Sequence[Command]) -> None:
     started = {c.flow for c in commands if isinstance(c, StartFlow)}
     slots_set_before = len(turn.conversation.events)
+    # "Cancel" means the flow the user was in, not one this same message starts.
+    flow_before = stacks.top_user_flow(turn.stack)
     for command in execution_order(commands, turn):
         match command:
             case StartFlow():
@@ -72,7 +74,8 @@ def execute_commands(turn: Turn, commands: Sequence[Command]) -> None:
             case CorrectSlots():
                 correct_slots(turn, command)
             case CancelFlow():
-                frame = stacks.top_user_flow(turn.stack)
+                present = flow_before is not None and stacks.index_of(turn.stack, flow_before["frame_id"]) is not None
+                frame = flow_before if present else stacks.top_user_flow(turn.stack)
                 if frame is not None:
                     turn.push_cancel(frame)
             case Clarify():

@@ -322,10 +322,13 @@ class Turn:
             return
         if not self.stack and (stacks.is_user_flow(frame) or flow.id == "pattern_search") and flow.run_pattern_completed:
             self.push_pattern(stacks.COMPLETED, previous_flow_name=flow.name)
+        elif not self.stack and flow.id == stacks.CONTINUE_INTERRUPTED:
+            # The user declined to go back: the flow that interrupted is the one that completed.
+            self.push_pattern(stacks.COMPLETED, previous_flow_name=frame.get("previous_flow_name", ""))
         elif frame.get("frame_type") == stacks.INTERRUPT:
-            self.push_continue_interrupted()
+            self.push_continue_interrupted(flow.name)
 
-    def push_continue_interrupted(self) -> None:
+    def push_continue_interrupted(self, ended_flow_name: str) -> None:
         interrupted = [f for f in reversed(self.stack) if stacks.is_user_flow(f) and f.get("frame_type") != stacks.CALL]
         if not interrupted or stacks.find_pattern(self.stack, stacks.CONTINUE_INTERRUPTED):
             return
@@ -336,6 +339,7 @@ class Turn:
             interrupted_flow_ids=[f["flow_id"] for f in interrupted],
             interrupted_flow_options=readable_list(names),
             multiple_flows_interrupted=len(interrupted) > 1,
+            previous_flow_name=ended_flow_name,
         )
 
     def cancel_frames(self, frame_ids: Sequence[str]) -> None:
@@ -361,10 +365,11 @@ class Turn:
             index = callers[-1]
         cancelled = self.stack[index]
         flow = self.flow_of(cancelled)
+        start, end = stacks.block_of(self.stack, index)
         self.push_pattern(
             "pattern_cancel_flow",
             canceled_name=flow.name if flow else cancelled.get("flow_id"),
-            canceled_frames=[f["frame_id"] for f in self.stack[index:]],
+            canceled_frames=[f["frame_id"] for f in self.stack[start:end]],
         )
 
     def trip_circuit_breaker(self, flow: Flow, frame: Frame) -> bool:

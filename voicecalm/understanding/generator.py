@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from voicecalm.dialogue import stack as stacks
-from voicecalm.dialogue.cleanup import guard_allows
 from voicecalm.dialogue.commands import CannotHandle, Command, Error
 from voicecalm.dialogue.dsl import parse_commands, post_process
 from voicecalm.project import Flow, Project
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
+from voicecalm.understanding.flow_retrieval import FlowRetrieval
 from voicecalm.understanding.grammar import command_grammar
 from voicecalm.understanding.llm import LlmError, LlmSettings, complete
 from voicecalm.understanding.prompt import PromptBuilder
+
+if TYPE_CHECKING:
+    from voicecalm.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -33,24 +37,15 @@ class LLMCommandGenerator:
         settings: SettingsProvider,
         *,
         constrained: bool,
+        embedder: Embedder | None = None,
     ) -> None:
         self.project = project
         self.config = config
         self.settings = settings
         self.constrained = constrained
         self.prompts = PromptBuilder(project, config)
+        self.retrieval = FlowRetrieval(project, config.flow_retrieval, embedder)
         self.user_flow_ids = frozenset(flow.id for flow in project.user_flows)
-
-    def prompt_flows(self, conversation: Conversation) -> list[Flow]:
-        """Startable user flows (not `if: False`) and the active ones (commands.md §7).
-
-        Retrieval by embedding shortlists them when there are more than `num_flows`."""
-        active = {frame["flow_id"] for frame in stacks.user_flows(conversation.stack)}
-        return [
-            flow
-            for flow in self.project.user_flows
-            if flow.id in active or guard_allows(self.project, flow.id, conversation)
-        ]
 
     def active_flows(self, conversation: Conversation) -> list[Flow]:
         return [
@@ -64,7 +59,7 @@ class LLMCommandGenerator:
         return commands or [CannotHandle()]
 
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
-        flows = self.prompt_flows(conversation)
+        flows = await self.retrieval.shortlist(conversation, text)
         prompt = self.prompts.build(text, conversation, flows)
         grammar = None
         if self.constrained:
