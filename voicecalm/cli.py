@@ -14,9 +14,11 @@ from voicecalm.project import Project, ProjectError, Severity, load_project
 if TYPE_CHECKING:
     from voicecalm.assistant import Assistant
 from voicecalm.testing.cli import test_app
+from voicecalm.models.cli import models_app
 
 app = typer.Typer(help="voicecalm: voice and text assistants from CALM flows, fully offline.", no_args_is_help=True)
 app.add_typer(test_app, name="test")
+app.add_typer(models_app, name="models")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -69,6 +71,9 @@ def run(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5005,
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug or trace.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes; more than 1 needs a shared tracker store (SQL, redis).")
+    ] = 1,
 ) -> None:
     """Serve the assistant over HTTP (REST channel, tracker API) until Ctrl-C or SIGTERM."""
     # Imported here so that the other commands start without loading the web stack.
@@ -84,6 +89,9 @@ def run(
         err.print(f"unknown log level {log_level!r} (one of: {', '.join(LOG_LEVELS)})", style="red")
         raise typer.Exit(2)
     assistant = _assistant(project)
+    if workers > 1:
+        _run_workers(assistant, project, host, port, log_level.lower(), workers)
+        return
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
         create_app(assistant), host=host, port=port, log_level=level, timeout_graceful_shutdown=30, lifespan="on"
@@ -91,6 +99,45 @@ def run(
     name = assistant.project.config.assistant_id or project.resolve().name
     out.print(f"Serving {name} at http://{host}:{port} (REST: POST /webhooks/rest/webhook)")
     uvicorn.Server(config).run()
+
+
+def _run_workers(assistant: Assistant, project: Path, host: str, port: int, log_level: str, workers: int) -> None:
+    """`workers` processes on one socket, each with its own assistant built from the project."""
+    import os
+
+    import uvicorn
+
+    from voicecalm.server import LOG_LEVEL_ENV, PROJECT_ENV
+    from voicecalm.tracker.locks import InMemoryLockStore
+    from voicecalm.tracker.stores import InMemoryTrackerStore
+
+    if isinstance(assistant.store, InMemoryTrackerStore):
+        err.print(
+            "--workers needs a tracker store the workers share (sqlite, SQL or redis in endpoints.yml): "
+            "with an in-memory store each worker would know only its own turns",
+            style="red",
+        )
+        raise typer.Exit(2)
+    if isinstance(assistant.lock_store, InMemoryLockStore):
+        err.print(
+            "warning: with the in-memory lock store, two turns of one conversation that reach two workers at once "
+            "are not queued: one of them fails. Set `lock_store: {type: redis, ...}` in endpoints.yml.",
+            style="yellow",
+        )
+    os.environ[PROJECT_ENV] = str(project.resolve())
+    os.environ[LOG_LEVEL_ENV] = log_level
+    name = assistant.project.config.assistant_id or project.resolve().name
+    out.print(f"Serving {name} at http://{host}:{port} with {workers} workers (REST: POST /webhooks/rest/webhook)")
+    uvicorn.run(
+        "voicecalm.server:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
 
 
 @app.command()
@@ -109,6 +156,32 @@ def shell(
     except ShellError as error:
         err.print(str(error), style="red", markup=False)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def train(project: ProjectArgument = Path(".")) -> None:
+    """Build the document index of the project's docs/ (cached in .voicecalm/knowledge/)."""
+    import asyncio
+
+    from rich.progress import Progress as ProgressBar
+
+    from voicecalm.knowledge import KnowledgeIndex
+    from voicecalm.models.embedder import EmbeddingModelError
+
+    if not (project / "docs").is_dir():
+        out.print(f"{project}: no docs/ folder, nothing to index")
+        return
+    with ProgressBar(console=err, transient=True) as bar:
+        task = bar.add_task("embedding documents", total=None)
+        try:
+            index = asyncio.run(
+                KnowledgeIndex.load_or_build(project, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            )
+        except EmbeddingModelError as error:
+            err.print(f"cannot index {project / 'docs'}: {error}", style="red", markup=False)
+            raise typer.Exit(1) from None
+    state = "built" if index.rebuilt else "up to date"
+    out.print(f"{project}: document index {state} ({len(index)} chunks from {len(index.sources)} documents)")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,6 +23,8 @@ from voicecalm.tracker.conversation import Conversation
 logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 30.0  # seconds a shutdown waits for turns in flight before cancelling them
+PROJECT_ENV = "VOICECALM_PROJECT"  # the project folder each worker of `voicecalm run --workers` serves
+LOG_LEVEL_ENV = "VOICECALM_LOG_LEVEL"
 
 
 class InFlightTurns:
@@ -135,3 +138,16 @@ def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) ->
 
     app.include_router(rest.create_router(turns.start))
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for uvicorn worker processes (`voicecalm run --workers N`): each worker builds
+    its own assistant from the project folder named by $VOICECALM_PROJECT; the workers share
+    conversations through the tracker and lock stores of the project's endpoints.yml."""
+    path = os.environ.get(PROJECT_ENV)
+    if not path:
+        raise RuntimeError(f"set {PROJECT_ENV} to the project folder this worker serves")
+    level = os.environ.get(LOG_LEVEL_ENV)
+    if level:
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    return create_app(Assistant.from_path(path))

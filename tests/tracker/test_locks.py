@@ -13,9 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.tracker.services import drop_redis_prefix, redis_options, redis_ready, unique_name
+from tests.tracker.services import (
+    drop_redis_prefix,
+    redis_options,
+    redis_ready,
+    unique_name,
+)
 from voicecalm.project.schema import StoreConfig
-from voicecalm.tracker.locks import InMemoryLockStore, LockStore, LockTimeout, RedisLockStore, create_lock_store
+from voicecalm.tracker.locks import (
+    InMemoryLockStore,
+    LockStore,
+    LockTimeout,
+    RedisLockStore,
+    create_lock_store,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,6 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.tracker.services import (
+    drop_postgres_schema,
+    drop_redis_prefix,
+    postgres_options,
+    postgres_ready,
+    redis_options,
+    redis_ready,
+    unique_name,
+)
 from voicecalm.project.schema import StoreConfig
 from voicecalm.tracker.conversation import Conversation, stack_update
 from voicecalm.tracker.events import (
@@ -28,16 +37,6 @@ from voicecalm.tracker.stores import (
     SQLiteTrackerStore,
     TrackerStore,
     create_tracker_store,
-)
-
-from tests.tracker.services import (
-    drop_postgres_schema,
-    drop_redis_prefix,
-    postgres_options,
-    postgres_ready,
-    redis_options,
-    redis_ready,
-    unique_name,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -388,6 +387,7 @@ def test_redis_config(tmp_path: Path) -> None:
     kwargs = store.client.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == ("cache.internal", 6380, 2, "hunter2")
     assert store.record_exp == 30
+    assert store.client.connection_pool.connection_class.__name__ == "SSLConnection"
     assert store._key("alice") == "bot:voicecalm:events:alice"
     assert "hunter2" not in repr(store)
 

@@ -77,21 +77,44 @@ class InMemoryLockStore(LockStore):
 # Each ticket is a key of its own that lives `lifetime` ms after its last renewal; the queue is a
 # sorted set of ticket numbers. Keys computed inside scripts: fine on one Redis, not on a cluster.
 #
+# Drops dead tickets from the head of the queue; true when ARGV[4] (a live ticket) heads it.
+_HEAD = """
+local function heads(ticket)
+    while true do
+        local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+        if head == nil then
+            return false
+        end
+        if head == ticket then
+            return true
+        end
+        if redis.call('EXISTS', ARGV[1] .. head) == 1 then
+            return false
+        end
+        redis.call('ZREM', KEYS[2], head)
+    end
+end
+"""
+
 # ISSUE: KEYS counter, queue. ARGV ticket-key prefix, lifetime ms, owner token.
-# Draws the next ticket, makes its key live and queues it; returns the ticket number.
-_ISSUE = """
+# Draws the next ticket, makes its key live and queues it; returns {ticket, 1 if it heads the
+# queue already (the lock is ours: the common, uncontended case) else 0}.
+_ISSUE = _HEAD + """
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('SET', ARGV[1] .. ticket, ARGV[3], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ticket, ticket)
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2]))
-return ticket
+if heads(tostring(ticket)) then
+    return {ticket, 1}
+end
+return {ticket, 0}
 """
 
 # POLL: KEYS counter, queue. ARGV ticket-key prefix, lifetime ms, owner token, ticket.
 # Renews the ticket and drops dead tickets ahead of it. Returns 1 when the ticket heads the queue
 # (the lock is ours), 0 while live tickets are ahead, -1 when the ticket itself expired.
-_POLL = """
+_POLL = _HEAD + """
 local key = ARGV[1] .. ARGV[4]
 if redis.call('GET', key) ~= ARGV[3] then
     redis.call('ZREM', KEYS[2], ARGV[4])
@@ -100,19 +123,10 @@ end
 redis.call('PEXPIRE', key, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2]))
-while true do
-    local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-    if head == nil then
-        return -1
-    end
-    if head == ARGV[4] then
-        return 1
-    end
-    if redis.call('EXISTS', ARGV[1] .. head) == 1 then
-        return 0
-    end
-    redis.call('ZREM', KEYS[2], head)
+if heads(ARGV[4]) then
+    return 1
 end
+return 0
 """
 
 # RELEASE: KEYS counter, queue. ARGV ticket-key prefix, owner token, ticket.
@@ -162,7 +176,7 @@ class RedisLockStore(LockStore):
         self._released: dict[str, asyncio.Event] = {}
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "RedisLockStore":
+    def from_options(cls, options: dict[str, Any]) -> RedisLockStore:
         from voicecalm.tracker.stores.redis_store import redis_client
 
         lifetime = options.get("lock_lifetime") or os.environ.get("TICKET_LOCK_LIFETIME") or DEFAULT_LOCK_LIFETIME
@@ -199,17 +213,16 @@ class RedisLockStore(LockStore):
     async def _acquire(self, sender_id: str, keys: list[str], ticket_prefix: str, owner: str) -> int:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ticket = int(await self._issue(keys=keys, args=[ticket_prefix, self.lifetime_ms, owner]))
+        ticket, state = await self._draw(keys, ticket_prefix, owner)
         delay = self.poll_interval
         try:
             while True:
-                state = int(await self._poll(keys=keys, args=[ticket_prefix, self.lifetime_ms, owner, ticket]))
                 if state == 1:
                     return ticket
                 if state == -1:
                     # Our own ticket expired while we waited (the loop stalled): queue again.
                     logger.warning("lock ticket for %s expired while waiting; queueing again", sender_id)
-                    ticket = int(await self._issue(keys=keys, args=[ticket_prefix, self.lifetime_ms, owner]))
+                    ticket, state = await self._draw(keys, ticket_prefix, owner)
                     continue
                 waited = loop.time() - started
                 if self.wait_timeout is not None and waited > self.wait_timeout:
@@ -218,9 +231,14 @@ class RedisLockStore(LockStore):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(released.wait(), delay)
                 delay = min(delay * 1.5, self.max_poll_interval)
+                state = int(await self._poll(keys=keys, args=[ticket_prefix, self.lifetime_ms, owner, ticket]))
         except BaseException:
             await asyncio.shield(self._release(keys=keys, args=[ticket_prefix, owner, ticket]))
             raise
+
+    async def _draw(self, keys: list[str], ticket_prefix: str, owner: str) -> tuple[int, int]:
+        ticket, heads = await self._issue(keys=keys, args=[ticket_prefix, self.lifetime_ms, owner])
+        return int(ticket), int(heads)
 
     async def _renew(self, sender_id: str, keys: list[str], ticket_prefix: str, owner: str, ticket: int) -> None:
         while True:

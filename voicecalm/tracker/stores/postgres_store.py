@@ -58,7 +58,7 @@ class PostgresTrackerStore(TrackerStore):
         self._opening = asyncio.Lock()
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "PostgresTrackerStore":
+    def from_options(cls, options: dict[str, Any]) -> PostgresTrackerStore:
         """From Rasa's SQL tracker store keys: `url` (a host, or a postgresql:// URL), `host`,
         `port`, `db`, `username`, `password`, `login_db`, `query`; plus `schema`, `table`,
         `pool_size`."""

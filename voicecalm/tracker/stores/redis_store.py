@@ -45,23 +45,32 @@ _MAX_BATCH = 4000
 
 def redis_client(options: dict[str, Any], *, default_port: int = 6379) -> aioredis.Redis:
     """A client for Rasa's redis keys: `url` (a host, or a full redis:// URL), `port`, `db`,
-    `password`, `use_ssl`, `socket_timeout`. No connection is made until first use."""
+    `password`, `use_ssl`, `socket_timeout`; plus `max_connections` (default 50 per process).
+    No connection is made until first use. When all connections are busy, a command waits for
+    one (up to 20 s) instead of failing."""
     url = str(options.get("url") or options.get("host") or "localhost")
-    common: dict[str, Any] = {"decode_responses": True}
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "max_connections": int(options.get("max_connections") or 50),
+        "timeout": 20,
+    }
     if options.get("socket_timeout") is not None:
         common["socket_timeout"] = float(options["socket_timeout"])
     if "://" in url:
         if options.get("password") is not None:
             common["password"] = str(options["password"])
-        return aioredis.Redis.from_url(url, **common)
-    return aioredis.Redis(
-        host=url,
-        port=int(options.get("port") or default_port),
-        db=int(options.get("db") or 0),
-        password=None if options.get("password") is None else str(options["password"]),
-        ssl=bool(options.get("use_ssl") or False),
-        **common,
-    )
+        pool = aioredis.BlockingConnectionPool.from_url(url, **common)
+    else:
+        if options.get("use_ssl"):
+            common["connection_class"] = aioredis.SSLConnection
+        pool = aioredis.BlockingConnectionPool(
+            host=url,
+            port=int(options.get("port") or default_port),
+            db=int(options.get("db") or 0),
+            password=None if options.get("password") is None else str(options["password"]),
+            **common,
+        )
+    return aioredis.Redis.from_pool(pool)
 
 
 def key_base(key_prefix: object) -> str:
@@ -80,7 +89,7 @@ class RedisTrackerStore(TrackerStore):
         self._append = client.register_script(_APPEND)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "RedisTrackerStore":
+    def from_options(cls, options: dict[str, Any]) -> RedisTrackerStore:
         return cls(redis_client(options), key_prefix=options.get("key_prefix"), record_exp=options.get("record_exp"))
 
     def _key(self, sender_id: str) -> str:
