@@ -99,6 +99,12 @@ class Assistant:
         kwargs.setdefault("generator", create_generator(project))
         return cls(project, store, **kwargs)
 
+    async def warm_up(self) -> None:
+        """Load what the first turn would otherwise wait for (the command generator's model)."""
+        warm_up = getattr(self.generator, "warm_up", None)
+        if warm_up is not None:
+            await warm_up()
+
     async def close(self) -> None:
         close_actions = getattr(self.services.actions, "close", None)
         if close_actions is not None:

@@ -108,9 +108,12 @@ def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The model warms up while the server already answers; early turns simply wait for it.
+        warming = asyncio.create_task(assistant.warm_up())
         try:
             yield
         finally:
+            warming.cancel()
             await turns.drain(drain_timeout)
             await assistant.close()
 

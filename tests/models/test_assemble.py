@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -122,8 +124,6 @@ def test_truncated_part_is_refused_before_writing(site: Path, cache: Path) -> No
 
 
 def test_missing_package_names_it_and_what_to_install(site: Path, cache: Path) -> None:
-    import shutil
-
     shutil.rmtree(site / "fakemodel_part3")
     shutil.rmtree(site / "fakemodel_part3-1.0.dist-info")
     importlib.invalidate_caches()
@@ -178,8 +178,6 @@ def test_verify_rehashes_and_drops_the_marker_on_mismatch(site: Path, cache: Pat
     with path.open("r+b") as handle:  # damage it behind the marker's back (same size and mtime)
         handle.seek(10)
         handle.write(b"X")
-    import os
-
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert model_status(FAKE, cache).verified  # the marker cannot see it ...
     with pytest.raises(ModelChecksumError, match="voicecalm models assemble fake"):

@@ -3,6 +3,7 @@ through litellm with a GBNF grammar. Needs the `embedded` extra (`make test` ins
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -54,12 +55,15 @@ async def test_real_model_assembles_serves_and_follows_a_grammar() -> None:
 
     try:
         started = time.monotonic()
-        endpoint = await local_endpoint()
+        # Started from an event loop and a thread that both end right after: the server must outlive them.
+        endpoint = await asyncio.to_thread(lambda: asyncio.run(local_endpoint()))
         print(f"server started in {time.monotonic() - started:.1f} s")
+        await asyncio.sleep(0.3)
         assert endpoint.model == f"openai/{DEFAULT_LLM.name}"
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", endpoint.api_base)
         assert await local_endpoint() == endpoint  # one shared server per model and process
         server = shared_server(path)
+        assert server.pid is not None
 
         text = await _ask(endpoint)
         assert re.fullmatch(r"start flow (a|b)", text.strip()), text

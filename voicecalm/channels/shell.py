@@ -60,6 +60,7 @@ class LocalEngine:
         self.last_commands: list[Command] = []
 
     async def start(self, show: ShowMessage) -> None:
+        await self.assistant.warm_up()
         result = await self.assistant.start_session(self.sender_id, input_channel=CHANNEL)
         for message in result.messages:
             show(rest_message(message))

@@ -10,7 +10,7 @@ Nothing here imports the data packages: `assemble.py` finds their folders with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class ModelSpec:
 
     name: str  # what `voicecalm models ... NAME` and configuration call it
     file_name: str  # the assembled file's name in the cache folder
-    parts: tuple[ModelPart, ...]
+    parts: tuple[ModelPart, ...] = field(repr=False)
     size: int  # bytes of the assembled file
     sha256: str  # of the assembled file, lower-case hex
     description: str = ""

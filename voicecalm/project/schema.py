@@ -356,6 +356,11 @@ class ConfigFileModel(FileModel):
     policies: list[dict[str, Any]] = Field(default_factory=list)
     data: list[str] | None = None  # voicecalm: where flows live, instead of data/
 
+    @field_validator("pipeline", "policies", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return [] if value is None else value  # `pipeline:` with nothing under it, as Rasa allows
+
 
 # --- endpoints.yml and credentials.yml -------------------------------------------------------
 

@@ -64,6 +64,10 @@ def _default_path(project: Path) -> Path:
 
 async def _run(runner: E2ERunner, cases: list[TestCase], fail_fast: bool) -> list[CaseResult]:
     try:
+        if runner.mode == "llm":
+            warm_up = getattr(runner.generator, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
         return await runner.run(cases, fail_fast=fail_fast)
     finally:
         close = getattr(runner.actions, "close", None)  # the action-server client holds connections

@@ -72,5 +72,7 @@ class FlowRetrieval:
             keep = {self.candidates[i].id for i in best} | started
             chosen = [f for f in self.candidates if f.id in keep or f.always_include_in_prompt]
         allowed = [f for f in chosen if f.id in active or guard_allows(self.project, f.id, conversation)]
-        missing_active = [f for f in self.project.user_flows if f.id in active and f not in allowed]
-        return allowed + missing_active
+        allowed += [f for f in self.project.user_flows if f.id in active and f not in allowed]
+        # Flows that come and go (guards, active `if: False` flows) go last, so the prompt's
+        # long stable beginning stays the same from turn to turn for a local model's cache.
+        return sorted(allowed, key=lambda f: f.guard is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from voicecalm.dialogue import stack as stacks
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from voicecalm.models.embedder import Embedder
 
 logger = logging.getLogger(__name__)
+
+WARM_UP_TIMEOUT_SECONDS = 300.0
 
 # Resolves the model to call; for the embedded model this starts it on first use.
 SettingsProvider = Callable[[], Awaitable[LlmSettings]]
@@ -57,6 +60,18 @@ class LLMCommandGenerator:
     def commands_from_completion(self, completion: str) -> list[Command]:
         commands = post_process(parse_commands(completion), self.user_flow_ids)
         return commands or [CannotHandle()]
+
+    async def warm_up(self, timeout: float = WARM_UP_TIMEOUT_SECONDS) -> None:
+        """Start the model and have it read the prompt's fixed part once, so that the first
+        user's turn costs what any later turn costs (a local model reuses what it has read)."""
+        conversation = Conversation("warm-up", {})
+        flows = await self.retrieval.shortlist(conversation, "")
+        prompt = self.prompts.build("", conversation, flows)
+        try:
+            settings = replace(await self.settings(), timeout=timeout, max_tokens=1)
+            await complete(settings, prompt)
+        except Exception:  # a cold model is slower, not broken: the turn's own timeout still holds
+            logger.warning("warming up the command generator's model failed", exc_info=True)
 
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
         flows = await self.retrieval.shortlist(conversation, text)

@@ -35,7 +35,7 @@ def command_grammar(
 ) -> str:
     flow_ids = sorted({flow.id for flow in [*flows, *active]})
     slot_rules: list[str] = []
-    for slot in sorted({s.name: s for f in [*flows, *active] for s in prompt_slots(f, project)}.values(), key=lambda s: s.name):
+    for slot in sorted({s.name: s for f in [*flows, *active] for s in prompt_slots(f, project, called=True)}.values(), key=lambda s: s.name):
         definition = project.domain.slots.get(slot.name)
         kind = definition.type if definition else "text"
         if kind == "categorical" and definition is not None:

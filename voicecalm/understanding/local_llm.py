@@ -15,9 +15,12 @@ the assistant down, a timed-out call never leaves a thread holding the model, an
 
 Prefix reuse: the server keeps ONE `Llama` whose KV cache holds the previous request's tokens;
 the next request evaluates only the tokens after the common prefix ("prefix-match hit" in its
-log). Put the static part of the prompt first. `--cache` (LlamaRAMCache) is off on purpose: it
-was slower and doubled RAM (models.md). `logits_all` is off: the server's default keeps logits
-for every position (n_ctx × vocab floats, ~2.5 GB at 4096 × 151,936).
+log). Put the static part of the prompt first, and send it once at start-up (a warm-up): the
+first 1,500-token prompt costs ~27 s on 2 cores, later turns ~1 s. Only the LAST request's
+tokens are kept, so prompts that alternate between two prefixes lose the reuse. `--cache`
+(LlamaRAMCache) is off on purpose: it was slower and doubled RAM (models.md). `logits_all` is off:
+the server's default keeps logits for every prompt position (an n_ctx × vocab float array, up to
+2.5 GB at 4096 × 151,936), which only logprobs need.
 
 Supervision: a daemon thread waits on the child; if it dies unexpectedly it is restarted on the
 same port (a few times, with back-off). Call `await server.start()` before each request: it
@@ -76,14 +79,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _parent_death_signal() -> object | None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM), bound in the parent: no dlopen between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 class LocalLlmServer:
@@ -109,7 +115,7 @@ class LocalLlmServer:
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
         self.python = python
-        self._api_key = secrets.token_urlsafe(24)
+        self._api_key = secrets.token_hex(24)  # hex: a key starting with "-" would read as a flag
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
@@ -119,6 +125,7 @@ class LocalLlmServer:
         self._restarts: collections.deque[float] = collections.deque()
         self._output: collections.deque[str] = collections.deque(maxlen=60)
         self._supervisor: threading.Thread | None = None
+        self._preexec = _parent_death_signal()
 
     # --- public API -------------------------------------------------------------------------
 
@@ -148,11 +155,13 @@ class LocalLlmServer:
                 raise LocalLlmError(f"the server for {self.model_path.name} was closed")
             if self._failure is not None:
                 raise LocalLlmError(self._failure)
-            if self._process is None:
+            if self._supervisor is None:
                 if not self.model_path.is_file():
                     raise LocalLlmError(f"model file {self.model_path} does not exist")
                 self._port = _free_port()
-                self._spawn()
+                # The supervisor thread spawns (and re-spawns) the child: the kernel's parent-death
+                # signal follows the thread that forked, so that thread must live as long as the
+                # server, not end with the event loop or executor that first called start().
                 self._supervisor = threading.Thread(target=self._supervise, name=f"llm-server-{self.alias}", daemon=True)
                 self._supervisor.start()
         deadline = time.monotonic() + self.startup_timeout
@@ -224,7 +233,7 @@ class LocalLlmServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=environment,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=self._preexec,  # type: ignore[arg-type]
         )
         threading.Thread(target=self._read_output, args=(self._process,), daemon=True).start()
         threading.Thread(target=self._wait_ready, args=(self._process,), daemon=True).start()
@@ -255,7 +264,18 @@ class LocalLlmServer:
 
     def _supervise(self) -> None:
         while True:
-            process = self._process
+            with self._lock:
+                if self._closing:
+                    return
+                if self._port is None or not _port_free(self._port):
+                    self._port = _free_port()
+                try:
+                    self._spawn()
+                except OSError as error:
+                    self._failure = f"cannot start the llama.cpp server for {self.model_path.name}: {error}"
+                    logger.error("%s", self._failure)
+                    return
+                process = self._process
             assert process is not None
             code = process.wait()
             with self._lock:
@@ -273,14 +293,10 @@ class LocalLlmServer:
                     )
                     logger.error("%s", self._failure)
                     return
-                logger.warning("llama.cpp server for %s exited with code %s; restarting%s", self.model_path.name, code, self._output_tail())
+                logger.warning(
+                    "llama.cpp server for %s exited with code %s; restarting%s", self.model_path.name, code, self._output_tail()
+                )
             time.sleep(min(0.5 * 2 ** (len(self._restarts) - 1), 8.0))
-            with self._lock:
-                if self._closing:
-                    return
-                if self._port is None or not _port_free(self._port):
-                    self._port = _free_port()
-                self._spawn()
 
     def _output_tail(self, lines: int = 15) -> str:
         tail = list(self._output)[-lines:]

@@ -46,14 +46,16 @@ def _allowed_values(project: Project, slot_name: str) -> list[Any] | None:
     return None
 
 
-def prompt_slots(flow: Flow, project: Project, seen: frozenset[str] = frozenset()) -> list[PromptSlot]:
-    """The slots a flow collects without asking first, its called flows' included."""
+def prompt_slots(
+    flow: Flow, project: Project, *, called: bool = False, seen: frozenset[str] = frozenset()
+) -> list[PromptSlot]:
+    """The slots a flow collects without asking first; with `called`, those of the flows it calls too."""
     slots: list[PromptSlot] = []
     for step in flow.steps:
         if isinstance(step, CollectStep) and not step.ask_before_filling:
             slots.append(PromptSlot(step.collect, step.description or "", _allowed_values(project, step.collect)))
-        elif isinstance(step, CallStep) and step.call in project.flows and step.call not in seen:
-            slots += prompt_slots(project.flows[step.call], project, seen | {flow.id})
+        elif called and isinstance(step, CallStep) and step.call in project.flows and step.call not in seen:
+            slots += prompt_slots(project.flows[step.call], project, called=True, seen=seen | {flow.id})
     unique = {slot.name: slot for slot in slots}
     return list(unique.values())
 
@@ -82,18 +84,12 @@ def current_state(conversation: Conversation, project: Project) -> tuple[str, Fl
             (s for f in project.flows.values() for s in f.collect_steps() if s.collect == asked), None
         )
     description = asked_step.description if asked_step else None
+    # Types, descriptions and allowed values are in the flow list above, which a local model has
+    # already read; repeating them here would make it read them again on every turn.
     slots = []
-    for slot in prompt_slots(flow, project):
+    for slot in prompt_slots(flow, project, called=True):
         value = conversation.slots.get(slot.name)
-        entry = {
-            "name": slot.name,
-            "value": "undefined" if value is None else value,
-            "type": project.domain.slots[slot.name].type if slot.name in project.domain.slots else "any",
-            "description": slot.description,
-        }
-        if slot.allowed_values:
-            entry["allowed_values"] = slot.allowed_values
-        slots.append(entry)
+        slots.append({"name": slot.name, "value": "undefined" if value is None else value})
     state = {
         "active_flow": flow.id,
         "current_step": {"requested_slot": asked, "requested_slot_description": description},
@@ -152,5 +148,5 @@ class PromptBuilder:
             current_flow=active.id if active else None,
             current_slot=asked,
             current_slot_description=asked_description,
-            flow_slots=[asdict(s) for s in prompt_slots(active, self.project)] if active else [],
+            flow_slots=[asdict(s) for s in prompt_slots(active, self.project, called=True)] if active else [],
         )
