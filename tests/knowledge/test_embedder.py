@@ -7,7 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from voicecalm.models.embedder import ALL_MINILM_L6_V2, EmbeddingModelError, LiteLLMEmbedder, LocalEmbedder, ModelFile, locate_model
+from voicecalm.models.embedder import ALL_MINILM_L6_V2, EmbeddingModelError, LocalEmbedder, ModelFile, locate_model
+from voicecalm.understanding.llm import LiteLLMEmbedder
 
 
 def test_the_packaged_model_matches_its_checksums():
@@ -41,16 +42,12 @@ async def test_litellm_embedder_batches_orders_and_normalises(monkeypatch):
         return types.SimpleNamespace(data=list(reversed(data)))  # out of order on purpose
 
     monkeypatch.setitem(sys.modules, "litellm", types.SimpleNamespace(aembedding=aembedding))
-    monkeypatch.delenv("LITELLM_LOCAL_MODEL_COST_MAP", raising=False)
     embedder = LiteLLMEmbedder("openai/text-embedding-3-small", api_base="http://127.0.0.1:9", batch_size=2)
     vectors = await embedder.embed(["a", "bb", "ccc"])
     assert embedder.name == "litellm:openai/text-embedding-3-small"
     assert [c["input"] for c in calls] == [["a", "bb"], ["ccc"]]
     assert all(c["api_base"] == "http://127.0.0.1:9" for c in calls)
     assert np.allclose(vectors, [[1, 0, 0]] * 3)
-    import os
-
-    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
 
 
 async def test_litellm_errors_become_embedding_model_errors(monkeypatch):

@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -234,7 +233,7 @@ class _BertEncoder:
         return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -343,7 +342,7 @@ class LocalEmbedder:
                     ids[row, : len(tokens)] = tokens
                     mask[row, : len(tokens)] = 1
                 result[chosen] = self._encoder(ids, mask)
-        return _normalise(result)
+        return normalise(result)
 
     def _blas_limit(self) -> Any:
         if self._limits is None:
@@ -352,57 +351,3 @@ class LocalEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.to_thread(self.embed_sync, list(texts))
-
-
-class LiteLLMEmbedder:
-    """Any embedding model litellm can call, e.g. `openai/text-embedding-3-small`, or a local
-    OpenAI-compatible server with `api_base`. Extra keyword arguments go to `litellm.aembedding`."""
-
-    def __init__(
-        self,
-        model: str,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        *,
-        batch_size: int = 64,
-        timeout: float = 30.0,
-        **kwargs: Any,
-    ) -> None:
-        self.model = model
-        self.api_base = api_base
-        self.api_key = api_key
-        self.batch_size = batch_size
-        self.timeout = timeout
-        self.kwargs = kwargs
-
-    @property
-    def name(self) -> str:
-        return f"litellm:{self.model}"
-
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        # Else litellm fetches a price list from the internet on import.
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm  # slow (~3 s): only when this embedder is used
-
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start : start + self.batch_size]
-            arguments: dict[str, Any] = {"model": self.model, "input": batch, "timeout": self.timeout, **self.kwargs}
-            if self.api_base is not None:
-                arguments["api_base"] = self.api_base
-            if self.api_key is not None:
-                arguments["api_key"] = self.api_key
-            try:
-                response = await litellm.aembedding(**arguments)
-            except Exception as error:  # litellm raises many types; callers need one
-                raise EmbeddingModelError(f"embedding with {self.model} failed: {error}") from error
-            items = sorted(response.data, key=lambda item: _field(item, "index"))
-            rows.extend(_field(item, "embedding") for item in items)
-        return _normalise(np.asarray(rows, dtype=np.float32))
-
-
-def _field(item: Any, key: str) -> Any:
-    return item[key] if isinstance(item, dict) else getattr(item, key)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from voicecalm.models.embedder import Embedder, LiteLLMEmbedder, LocalEmbedder
+from voicecalm.models.embedder import Embedder, LocalEmbedder
 from voicecalm.project import Project
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.understanding.generator import LLMCommandGenerator
-from voicecalm.understanding.llm import LlmSettings, settings_from_config
+from voicecalm.understanding.llm import LiteLLMEmbedder, LlmSettings, settings_from_config
 from voicecalm.understanding.local_llm import local_endpoint
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from voicecalm.models.embedder import EmbeddingModelError, normalise
 from voicecalm.project import Project
 from voicecalm.project.schema import LlmConfig
 
@@ -88,3 +92,55 @@ async def complete(settings: LlmSettings, prompt: str, grammar: str | None = Non
     if not content or not content.strip():
         raise LlmError(f"empty completion from {settings.model}")
     return content
+
+
+class LiteLLMEmbedder:
+    """Any embedding model litellm can call, e.g. `openai/text-embedding-3-small`, or a local
+    OpenAI-compatible server with `api_base`. Extra keyword arguments go to `litellm.aembedding`."""
+
+    def __init__(
+        self,
+        model: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        *,
+        batch_size: int = 64,
+        timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.api_base = api_base
+        self.api_key = api_key
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.kwargs = kwargs
+
+    @property
+    def name(self) -> str:
+        return f"litellm:{self.model}"
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        import litellm  # slow (~3 s): only when this embedder is used
+
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            arguments: dict[str, Any] = {"model": self.model, "input": batch, "timeout": self.timeout, **self.kwargs}
+            if self.api_base is not None:
+                arguments["api_base"] = self.api_base
+            if self.api_key is not None:
+                arguments["api_key"] = self.api_key
+            try:
+                response = await litellm.aembedding(**arguments)
+            except Exception as error:  # litellm raises many types; callers need one
+                raise EmbeddingModelError(f"embedding with {self.model} failed: {error}") from error
+            items = sorted(response.data, key=lambda item: _field(item, "index"))
+            rows.extend(_field(item, "embedding") for item in items)
+        return normalise(np.asarray(rows, dtype=np.float32))
+
+
+def _field(item: Any, key: str) -> Any:
+    return item[key] if isinstance(item, dict) else getattr(item, key)
