@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from voicecalm import logs, metrics
 from voicecalm.actions import create_action_runner
 from voicecalm.actions.runner import ActionRunner
 from voicecalm.dialogue import stack as stacks
@@ -25,7 +26,9 @@ from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import Event, SessionStarted, SlotSet, UserUttered
 from voicecalm.tracker.locks import InMemoryLockStore, LockStore, create_lock_store
 from voicecalm.tracker.stores import ConcurrentUpdateError, TrackerStore, create_tracker_store
-from voicecalm.understanding.factory import create_generator
+from voicecalm.knowledge.responder import create_knowledge_responder
+from voicecalm.nlg.rephrase import LlmChitchatResponder, LlmRephraser
+from voicecalm.understanding.factory import completer, create_generator, llm_settings_source
 from voicecalm.understanding.understand import CommandGenerator, Understanding, understand
 
 logger = logging.getLogger(__name__)
@@ -97,13 +100,16 @@ class Assistant:
         kwargs.setdefault("lock_store", create_lock_store(project.endpoints.lock_store))
         kwargs.setdefault("actions", create_action_runner(project))
         kwargs.setdefault("generator", create_generator(project))
+        kwargs.setdefault("services", language_services(project))
         return cls(project, store, **kwargs)
 
     async def warm_up(self) -> None:
-        """Load what the first turn would otherwise wait for (the command generator's model)."""
-        warm_up = getattr(self.generator, "warm_up", None)
-        if warm_up is not None:
-            await warm_up()
+        """Load what the first turn would otherwise wait for (the command generator's model, the
+        document index)."""
+        for component in (self.generator, self.services.knowledge):
+            warm_up = getattr(component, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
 
     async def close(self) -> None:
         close_actions = getattr(self.services.actions, "close", None)
@@ -144,9 +150,11 @@ class Assistant:
                 return await self._run(committed, turn, on_message)
             except Exception:
                 logger.exception("turn failed; answering with the internal error pattern")
+                counted.outcome = metrics.INTERNAL_ERROR
                 return await self._run(committed, turn, on_message, failed=True)
 
-        return await self._commit(sender_id, run)
+        with metrics.turn(turn.input_channel) as counted:
+            return await self._commit(sender_id, run)
 
     async def start_session(
         self, sender_id: str, metadata: Mapping[str, Any] | None = None, input_channel: str | None = None
@@ -176,11 +184,18 @@ class Assistant:
         self, sender_id: str, run: Callable[[Conversation], Awaitable[tuple[Conversation, TurnResult]]]
     ) -> TurnResult:
         """Run `run` on a working copy and store what it added, all or nothing, one at a time."""
+        with logs.conversation(sender_id):
+            return await self._commit_locked(sender_id, run)
+
+    async def _commit_locked(
+        self, sender_id: str, run: Callable[[Conversation], Awaitable[tuple[Conversation, TurnResult]]]
+    ) -> TurnResult:
         async with self.lock_store.lock(sender_id):
             committed = await self.conversation(sender_id)
             working, result = await run(committed)
             try:
-                await self.store.append(sender_id, working.pending, expected_count=committed.committed)
+                with metrics.stage("store"):
+                    await self.store.append(sender_id, working.pending, expected_count=committed.committed)
             except ConcurrentUpdateError:
                 self._cache.pop(sender_id, None)
                 raise
@@ -218,7 +233,8 @@ class Assistant:
             messages += (await self._start_session(working, turn, on_message)).messages
         understood = Understanding([Error()])
         if not failed:
-            understood = await understand(turn.text, turn.commands, working, self.project, self.generator)
+            with metrics.stage("understanding"):
+                understood = await understand(turn.text, turn.commands, working, self.project, self.generator)
         predicted = filter_for_state(understood.commands, self.project, working)
         parse_data: dict[str, Any] = {"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]}
         if understood.fast_path:
@@ -232,17 +248,18 @@ class Assistant:
                 metadata=dict(turn.metadata),
             )
         )
-        dialogue = self._new_turn(working, turn, on_message)
-        if not any(isinstance(c, UserSilence) for c in predicted):
-            dialogue.set_slot("consecutive_silence_timeouts", self.initial_slots.get("consecutive_silence_timeouts"))
-        commands = self._commands_for_code_change(working, predicted) or clean_commands(
-            predicted, self.project, working, self.cleanup_settings
-        )
-        if any(isinstance(c, SessionStart) for c in commands):
-            await begin_session(dialogue, {})
-        execute_commands(dialogue, commands)
-        await dialogue.advance()
-        self._record_flow_hashes(dialogue)
+        with metrics.stage("dialogue"):
+            dialogue = self._new_turn(working, turn, on_message)
+            if not any(isinstance(c, UserSilence) for c in predicted):
+                dialogue.set_slot("consecutive_silence_timeouts", self.initial_slots.get("consecutive_silence_timeouts"))
+            commands = self._commands_for_code_change(working, predicted) or clean_commands(
+                predicted, self.project, working, self.cleanup_settings
+            )
+            if any(isinstance(c, SessionStart) for c in commands):
+                await begin_session(dialogue, {})
+            execute_commands(dialogue, commands)
+            await dialogue.advance()
+            self._record_flow_hashes(dialogue)
         messages += dialogue.messages
         result = TurnResult(messages, commands, working.pending, dialogue.session_ended)
         return working, result
@@ -269,3 +286,42 @@ class Assistant:
         }
         if hashes != (dialogue.conversation.slots.get("flow_hashes") or {}):
             dialogue.set_slot("flow_hashes", hashes)
+
+
+# --- language services ------------------------------------------------------------------------
+
+REPHRASE_TYPES = ("rephrase", "rasa.core.nlg.contextual_response_rephraser.ContextualResponseRephraser")
+
+
+def language_services(project: Project, *, explicit_llm_only: bool = False) -> TurnServices:
+    """The document search (`EnterpriseSearchPolicy` + `docs/`), the chitchat responder and the
+    rephraser (`nlg: {type: rephrase}`) the project asks for. Each uses its own `llm:` keys, else
+    the command generator's model (the embedded one without `llm:`). `explicit_llm_only` (e2e
+    runs) uses models named by a component's own `llm:` keys only, so tests stay deterministic:
+    document answers are then extractive, and chitchat goes to `pattern_cannot_handle`."""
+    chitchat_llm = next((p.model_dump().get("llm") for p in project.config.policies if p.name == "IntentlessPolicy"), None)
+    chitchat = llm_settings_source(project, chitchat_llm, explicit_only=explicit_llm_only, max_tokens=60, temperature=0.3)
+    return TurnServices(
+        knowledge=create_knowledge_responder(project, explicit_llm_only=explicit_llm_only),
+        chitchat=LlmChitchatResponder(completer(chitchat)) if chitchat is not None else None,
+        rephraser=_rephraser(project, explicit_llm_only),
+    )
+
+
+def _rephraser(project: Project, explicit_llm_only: bool) -> LlmRephraser | None:
+    nlg = project.endpoints.nlg
+    if nlg is None or nlg.type not in REPHRASE_TYPES:
+        return None
+    options = dict(nlg.model_extra or {})
+    source = llm_settings_source(project, options.get("llm"), explicit_only=explicit_llm_only, max_tokens=100, temperature=0.3)
+    if source is None:
+        logger.warning("endpoints.yml `nlg: {type: rephrase}` has no model to use: responses are sent as written")
+        return None
+    timeout = float(options.get("timeout", 2.0))
+    prompt = options.get("prompt")
+    if prompt and (project.root / str(prompt)).is_file():  # Rasa: a path to a Jinja template
+        prompt = (project.root / str(prompt)).read_text(encoding="utf-8")
+    return LlmRephraser(
+        completer(source, timeout=timeout), rephrase_all=bool(options.get("rephrase_all", False)), prompt=prompt, timeout=timeout
+    )
+

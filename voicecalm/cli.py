@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -74,39 +74,70 @@ def run(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes; more than 1 needs a shared tracker store (SQL, redis).")
     ] = 1,
+    log_format: Annotated[
+        str, typer.Option(envvar="VOICECALM_LOG_FORMAT", help="text, or json: one JSON object per line.")
+    ] = "text",
 ) -> None:
-    """Serve the assistant over HTTP (REST channel, tracker API) until Ctrl-C or SIGTERM."""
+    """Serve the assistant over HTTP (REST channel, tracker API, /metrics) until Ctrl-C or SIGTERM."""
     # Imported here so that the other commands start without loading the web stack.
-    import logging
-
     import uvicorn
     from uvicorn.config import LOG_LEVELS
 
+    from voicecalm import logs
     from voicecalm.server import create_app
 
     level = LOG_LEVELS.get(log_level.lower())
     if level is None:
         err.print(f"unknown log level {log_level!r} (one of: {', '.join(LOG_LEVELS)})", style="red")
         raise typer.Exit(2)
+    log_format = log_format.lower()
+    if log_format not in logs.FORMATS:
+        err.print(f"unknown log format {log_format!r} (one of: {', '.join(logs.FORMATS)})", style="red")
+        raise typer.Exit(2)
+    logs.configure(level, log_format)
     assistant = _assistant(project)
     if workers > 1:
-        _run_workers(assistant, project, host, port, log_level.lower(), workers)
+        _run_workers(assistant, project, host, port, log_level.lower(), workers, log_format)
         return
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
-        create_app(assistant), host=host, port=port, log_level=level, timeout_graceful_shutdown=30, lifespan="on"
+        create_app(assistant),
+        host=host,
+        port=port,
+        log_level=level,
+        log_config=_uvicorn_log_config(log_format),
+        timeout_graceful_shutdown=30,
+        lifespan="on",
     )
     name = assistant.project.config.assistant_id or project.resolve().name
     out.print(f"Serving {name} at http://{host}:{port} (REST: POST /webhooks/rest/webhook)")
     uvicorn.Server(config).run()
 
 
-def _run_workers(assistant: Assistant, project: Path, host: str, port: int, log_level: str, workers: int) -> None:
+def _uvicorn_log_config(log_format: str) -> dict[str, Any] | None:
+    """uvicorn's own text handlers; none for JSON, so its loggers go through the root handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    return None if log_format == "json" else LOGGING_CONFIG
+
+
+def _run_workers(
+    assistant: Assistant,
+    project: Path,
+    host: str,
+    port: int,
+    log_level: str,
+    workers: int,
+    log_format: str = "text",
+) -> None:
     """`workers` processes on one socket, each with its own assistant built from the project."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
+    from voicecalm.logs import FORMAT_ENV
+    from voicecalm.metrics import MULTIPROCESS_ENV
     from voicecalm.server import LOG_LEVEL_ENV, PROJECT_ENV
     from voicecalm.tracker.locks import InMemoryLockStore
     from voicecalm.tracker.stores import InMemoryTrackerStore
@@ -126,18 +157,29 @@ def _run_workers(assistant: Assistant, project: Path, host: str, port: int, log_
         )
     os.environ[PROJECT_ENV] = str(project.resolve())
     os.environ[LOG_LEVEL_ENV] = log_level
+    os.environ[FORMAT_ENV] = log_format
+    # Metrics of all workers in files of one folder, so that any worker's /metrics shows their sum.
+    metrics_dir = None
+    if not os.environ.get(MULTIPROCESS_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="voicecalm-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir
     name = assistant.project.config.assistant_id or project.resolve().name
     out.print(f"Serving {name} at http://{host}:{port} with {workers} workers (REST: POST /webhooks/rest/webhook)")
-    uvicorn.run(
-        "voicecalm.server:app_from_environment",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        lifespan="on",
-    )
+    try:
+        uvicorn.run(
+            "voicecalm.server:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=_uvicorn_log_config(log_format),
+            timeout_graceful_shutdown=30,
+            lifespan="on",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()

@@ -11,10 +11,10 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from voicecalm import __version__
+from voicecalm import __version__, logs, metrics
 from voicecalm.assistant import Assistant, MessageSink, TurnResult, UserTurn
 from voicecalm.channels import ShuttingDown, rest
 from voicecalm.channels.rest import error_response
@@ -116,6 +116,7 @@ def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) ->
             warming.cancel()
             await turns.drain(drain_timeout)
             await assistant.close()
+            metrics.process_exiting()
 
     app = FastAPI(title="voicecalm", version=__version__, lifespan=lifespan)
     app.state.assistant = assistant
@@ -135,6 +136,10 @@ def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) ->
     async def version() -> dict[str, str]:
         return {"version": __version__}
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     @app.get("/conversations/{sender_id}/tracker")
     async def tracker(sender_id: str) -> JSONResponse:
         return JSONResponse(tracker_json(await assistant.conversation(sender_id)))
@@ -152,5 +157,5 @@ def app_from_environment() -> FastAPI:
         raise RuntimeError(f"set {PROJECT_ENV} to the project folder this worker serves")
     level = os.environ.get(LOG_LEVEL_ENV)
     if level:
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+        logs.configure(level, os.environ.get(logs.FORMAT_ENV) or "text", text_format=logs.WORKER_TEXT_FORMAT)
     return create_app(Assistant.from_path(path))

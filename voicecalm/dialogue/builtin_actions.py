@@ -80,8 +80,8 @@ async def clarify_flows(turn: Turn, frame: Frame) -> None:
     turn.update_frame(frame["frame_id"], names=names, clarification_options=readable_list(names, "or"))
 
 
-def _rejected(turn: Turn, slot_name: str, utter: str, value: Any) -> None:
-    turn.utter(utter, extra={"value": value})
+async def _rejected(turn: Turn, slot_name: str, utter: str, value: Any) -> None:
+    await turn.utter(utter, extra={"value": value})
     turn.set_slot(slot_name, None)
 
 
@@ -93,7 +93,7 @@ async def run_slot_rejections(turn: Turn, frame: Frame) -> None:
         return
     valid, coerced = coerce(slot, value)
     if not valid:
-        _rejected(turn, slot_name, TYPE_REJECTIONS.get(slot.type, "utter_ask_rephrase"), value)
+        await _rejected(turn, slot_name, TYPE_REJECTIONS.get(slot.type, "utter_ask_rephrase"), value)
         return
     if coerced != value:
         turn.set_slot(slot_name, coerced, turn.conversation.filled_by.get(slot_name))
@@ -107,10 +107,10 @@ async def run_slot_rejections(turn: Turn, frame: Frame) -> None:
                 holds = parse_predicate(render(condition, slots=document["slots"])).evaluate(document)
         except Exception:
             logger.exception("rejection %r of slot %s could not be evaluated", condition, slot_name)
-            _rejected(turn, slot_name, "utter_internal_error_rasa", coerced)
+            await _rejected(turn, slot_name, "utter_internal_error_rasa", coerced)
             return
         if holds:
-            _rejected(turn, slot_name, rejection["utter"], coerced)
+            await _rejected(turn, slot_name, rejection["utter"], coerced)
             return
 
 
@@ -162,14 +162,14 @@ async def clean_stack(turn: Turn, frame: Frame) -> None:
 
 
 async def trigger_search(turn: Turn, frame: Frame) -> None:
-    if turn.services.has_knowledge:
+    if turn.services.knowledge is not None:
         turn.push(stacks.responder_frame(stacks.SEARCH))
     else:
         turn.push_pattern("pattern_cannot_handle", reason=CANNOT_HANDLE_NO_RELEVANT_ANSWER)
 
 
 async def trigger_chitchat(turn: Turn, frame: Frame) -> None:
-    if turn.services.has_chitchat_responder:
+    if turn.services.chitchat is not None:
         turn.push(stacks.responder_frame(stacks.CHITCHAT))
     else:
         turn.push_pattern("pattern_cannot_handle", reason=CANNOT_HANDLE_CHITCHAT)
@@ -197,7 +197,7 @@ async def transfer_to_human(turn: Turn, frame: Frame) -> None:
         turn.emit(SessionEnded(metadata={"_reason": "handoff"}))
         turn.session_ended = True
     else:
-        turn.utter("utter_human_handoff_failed")
+        await turn.utter("utter_human_handoff_failed")
 
 
 async def extract_slots(turn: Turn, frame: Frame) -> None:

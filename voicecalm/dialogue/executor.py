@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from voicecalm import metrics
 from voicecalm.actions.runner import ActionFailed, ActionRejected, ActionRunner
 from voicecalm.conditions import parse_predicate
 from voicecalm.dialogue import stack as stacks
@@ -18,6 +19,8 @@ from voicecalm.dialogue.slot_values import coerce
 from voicecalm.dialogue.stack import Frame
 from voicecalm.dialogue.action_results import apply_action_result
 from voicecalm.dialogue.builtin_actions import BUILTIN_ACTION_HANDLERS
+from voicecalm.dialogue.commands import CANNOT_HANDLE_CHITCHAT, CANNOT_HANDLE_NO_RELEVANT_ANSWER
+from voicecalm.dialogue.responders import ChitchatResponder, History, KnowledgeResponder, Rephraser
 from voicecalm.dialogue.templates import readable_list, render, render_condition
 from voicecalm.nlg import BotMessage, ResponseRenderer
 from voicecalm.project import Flow, Project
@@ -41,7 +44,9 @@ from voicecalm.tracker.events import (
     FlowCancelled,
     FlowCompleted,
     FlowStarted,
+    Restarted,
     SlotSet,
+    UserUttered,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,10 @@ MAX_STEPS_PER_TURN = 250
 NEXT_PREFIX = "NEXT:"
 ACTION_LISTEN = "action_listen"
 INTERNAL_ERROR = "pattern_internal_error"
+CANNOT_HANDLE = "pattern_cannot_handle"
+FREE_CHITCHAT_RESPONSE = "utter_free_chitchat_response"
+# Conversation turns (user and bot messages) given to responders and the rephraser.
+HISTORY_MESSAGES = 8
 
 
 @dataclass
@@ -58,8 +67,13 @@ class TurnServices:
 
     actions: ActionRunner | None = None
     transfer_to_human: Callable[[], Any] | None = None
-    has_knowledge: bool = False
-    has_chitchat_responder: bool = False
+    knowledge: KnowledgeResponder | None = None  # answers `search` frames from the documents
+    chitchat: ChitchatResponder | None = None  # answers `chitchat` frames with free-form text
+    rephraser: Rephraser | None = None  # endpoints.yml `nlg: {type: rephrase}`
+
+    @property
+    def has_chitchat_responder(self) -> bool:
+        return self.chitchat is not None
 
 
 @dataclass
@@ -131,8 +145,8 @@ class Turn:
         if self.on_message is not None:
             self.on_message(message)
 
-    def utter(self, name: str, context: Frame | None = None, extra: Mapping[str, Any] | None = None) -> bool:
-        message = self.renderer.render(
+    def render(self, name: str, context: Frame | None = None, extra: Mapping[str, Any] | None = None) -> BotMessage | None:
+        return self.renderer.render(
             name,
             slots=self.conversation.slots,
             context=context if context is not None else stacks.current_context(self.stack),
@@ -140,10 +154,88 @@ class Turn:
             extra=extra,
             language=self.conversation.slots.get("language"),
         )
+
+    async def utter(self, name: str, context: Frame | None = None, extra: Mapping[str, Any] | None = None) -> bool:
+        """Send response `name` (rephrased when the rephraser wants it); False if there is none."""
+        message = self.render(name, context, extra)
         if message is None:
             return False
-        self.send(message)
+        self.send(await self.rephrased(message))
         return True
+
+    async def rephrased(self, message: BotMessage) -> BotMessage:
+        rephraser = self.services.rephraser
+        if rephraser is None or not message.text or not rephraser.wants(message.metadata):
+            return message
+        text = await rephraser.rephrase(message.text, message.metadata, self.history())
+        if not text or text == message.text:
+            return message
+        return replace(message, text=text, metadata={**message.metadata, "rephrased": True})
+
+    def history(self, limit: int = HISTORY_MESSAGES, *, before_latest_user: bool = False) -> History:
+        """The latest user and bot messages as ("user" | "bot", text), oldest first; payloads
+        (`/...`) are left out. `before_latest_user`: only what came before the latest user message."""
+        out: list[tuple[str, str]] = []
+        latest = self.conversation.latest_message
+        skipping = before_latest_user and latest is not None
+        for event in reversed(self.conversation.events):
+            if skipping:
+                skipping = event is not latest
+                continue
+            if isinstance(event, Restarted) or len(out) >= limit:
+                break
+            if isinstance(event, UserUttered) and event.text and not event.text.startswith("/"):
+                out.append(("user", event.text))
+            elif isinstance(event, BotUttered) and event.text:
+                out.append(("bot", event.text))
+        return out[::-1]
+
+    # --- responders (search, chitchat) ------------------------------------------------------
+
+    def latest_user_text(self) -> str:
+        message = self.conversation.latest_message
+        return (message.text or "").strip() if message is not None else ""
+
+    async def respond(self, frame: Frame) -> None:
+        """Answer a responder frame (already popped): a document answer or free-form chitchat."""
+        if frame.get("type") == stacks.SEARCH:
+            await self.answer_search()
+        elif frame.get("type") == stacks.CHITCHAT:
+            await self.answer_chitchat()
+
+    async def answer_search(self) -> None:
+        responder, question = self.services.knowledge, self.latest_user_text()
+        result = None
+        if responder is not None and question:
+            try:
+                result = await responder.respond(question, self.history(before_latest_user=True))
+            except Exception:  # a broken index or embedder must not break the conversation
+                logger.exception("the document search failed; answering that nothing was found")
+        if result is not None and result.text:
+            self.send(BotMessage(text=result.text, metadata={"search": {"sources": list(result.sources)}}))
+        else:
+            self.push_pattern(CANNOT_HANDLE, reason=CANNOT_HANDLE_NO_RELEVANT_ANSWER)
+
+    async def answer_chitchat(self) -> None:
+        """A free-form reply takes the place of `utter_free_chitchat_response`'s text; without
+        one, that response is sent as written. The reply is only ever text."""
+        responder, message = self.services.chitchat, self.latest_user_text()
+        reply = None
+        if responder is not None and message:
+            try:
+                reply = await responder.respond(message, self.history(before_latest_user=True))
+            except Exception:
+                logger.exception("the chitchat responder failed; sending %s as written", FREE_CHITCHAT_RESPONSE)
+        template = self.render(FREE_CHITCHAT_RESPONSE)
+        if reply:
+            if template is None:
+                self.send(BotMessage(text=reply, metadata={"chitchat": True}))
+            else:
+                self.send(replace(template, text=reply, metadata={**template.metadata, "chitchat": True}))
+        elif template is not None:
+            self.send(template)
+        else:
+            self.push_pattern(CANNOT_HANDLE, reason=CANNOT_HANDLE_CHITCHAT)
 
     # --- running flows ----------------------------------------------------------------------
 
@@ -153,8 +245,9 @@ class Turn:
             frame = self.stack[-1]
             flow = self.flow_of(frame)
             if flow is None:
-                # A responder frame nobody answered, or a flow removed by a code change.
+                # A responder frame (answered, then gone), or a flow removed by a code change.
                 self.conversation.set_stack(self.stack[:-1])
+                await self.respond(frame)
                 continue
             self.steps_taken += 1
             if self.steps_taken > MAX_STEPS_PER_TURN:
@@ -238,7 +331,7 @@ class Turn:
             return True
         if self.renderer.has(name):
             self.emit(ActionExecuted(action_name=name))
-            self.utter(name, frame)
+            await self.utter(name, frame)
             return False
         if name in BUILTIN_ACTIONS:
             self.emit(ActionExecuted(action_name=name))
@@ -274,6 +367,7 @@ class Turn:
 
     def fail_action(self, name: str, failure: ActionFailed) -> None:
         logger.error("action %s failed: %s", name, failure.kind)
+        metrics.action_failed(failure.kind)
         self.emit(ActionExecuted(action_name=name, metadata={"error": failure.kind, "status": failure.status}))
         user_frame = stacks.top_user_flow(self.stack)
         if user_frame is not None:

@@ -1,25 +1,31 @@
 """From passages to an answer a voice assistant can speak.
 
 Every answerer takes the same inputs: the question, the passages a search found (best first) and
-the conversation so far as (speaker, text) pairs, and returns an `Answer`. `ExtractiveAnswerer`
-needs no LLM: if the best passage scores below `threshold` there is no relevant answer; else it
-answers with the one or two sentences of the best passages that are most similar to the question,
-kept short enough to speak. An LLM-grounded answerer (later, with the command generator's LLM
-access) implements the same `Answerer` protocol and can keep the same relevance gate.
+the conversation so far as (speaker, text) pairs, and returns an `Answer`. Both answerers share
+one relevance gate: if the best passage scores below `threshold` there is no relevant answer, and
+no model is asked. `ExtractiveAnswerer` needs no LLM: it answers with the one or two sentences of
+the best passages that are most similar to the question, kept short enough to speak.
+`LlmAnswerer` asks a language model for a short spoken answer grounded only in the passages (or
+`NO_ANSWER`), and falls back to the extractive answer when the model fails or times out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from voicecalm.knowledge.index import Passage, split_sentences
 from voicecalm.models.embedder import Embedder
+from voicecalm.understanding.llm import LlmSettings, complete
+
+logger = logging.getLogger(__name__)
 
 # Calibrated with benchmarks/knowledge_retrieval.py on the example assistant's docs (42 answerable,
 # 11 unanswerable questions, all-MiniLM-L6-v2, chunk-or-line scoring): every threshold from 0.35 to
@@ -38,10 +44,16 @@ class Answer:
     text: str | None  # None: the documents hold no relevant answer
     passages: tuple[Passage, ...]  # what the answer rests on, best first
     score: float  # the best passage's score
+    method: str = "extractive"  # or "llm"
 
     @property
     def relevant(self) -> bool:
         return self.text is not None
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """Where the answer comes from, best first: file (relative to docs/), heading, score."""
+        return [{"source": p.source, "heading": p.heading, "score": round(p.score, 3)} for p in self.passages]
 
 
 class Answerer(Protocol):
@@ -129,3 +141,98 @@ class ExtractiveAnswerer:
         chosen.sort(key=lambda c: (c[0], c[1]))
         text = " ".join(_spoken(sentence) for _, _, sentence in chosen)
         return Answer(text=text, passages=used, score=best)
+
+
+# --- the LLM-grounded answer -------------------------------------------------------------------
+
+NO_ANSWER = "NO_ANSWER"
+
+ANSWER_PROMPT = """You answer callers' questions for a customer-service voice assistant, using ONLY the documents below.
+
+Documents:
+{documents}
+{conversation}
+Question: {question}
+
+Rules:
+- Answer in one or two short sentences that sound natural when spoken aloud: no lists, no markdown, no URLs.
+- Use only facts stated in the documents. Never guess, and never add facts that are not there.
+- If the documents do not answer the question, reply with exactly {no_answer} and nothing else.
+
+Answer:"""
+
+SettingsSource = Callable[[], Awaitable[LlmSettings]]
+
+
+def _answer_prompt(question: str, passages: Sequence[Passage], history: History) -> str:
+    documents = "\n\n".join(
+        f"[{number}] {p.heading or p.source}\n{p.text}" for number, p in enumerate(passages, start=1)
+    )
+    conversation = ""
+    if history:
+        lines = "\n".join(f"{'Caller' if speaker == 'user' else 'Assistant'}: {text}" for speaker, text in history)
+        conversation = f"\nConversation so far:\n{lines}\n"
+    return ANSWER_PROMPT.format(documents=documents, conversation=conversation, question=question, no_answer=NO_ANSWER)
+
+
+def clean_answer(text: str, max_sentences: int = 3, max_chars: int = 400) -> str | None:
+    """The model's answer as speakable text; None when it says NO_ANSWER or nothing usable."""
+    text = text.strip()
+    if not text or NO_ANSWER in text or re.fullmatch(r"\W*no[ _]answer\W*", text, flags=re.IGNORECASE):
+        return None
+    text = re.sub(r"^(?:answer|assistant)\s*:\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"[*_`#]+", "", text)  # markdown emphasis and headings are not spoken
+    text = re.sub(r"\s+", " ", text).strip().strip('"').strip()
+    if not text:
+        return None
+    sentences = split_sentences(text)[:max_sentences] or [text]
+    out = sentences[0]
+    for sentence in sentences[1:]:
+        if len(out) + 1 + len(sentence) > max_chars:
+            break
+        out = f"{out} {sentence}"
+    return out
+
+
+class LlmAnswerer:
+    """An answer written by a language model from the top passages and the recent conversation.
+
+    The relevance gate comes first (below `threshold`: no answer, no model call). The model's
+    `NO_ANSWER` means no answer; an error or a timeout falls back to `fallback` (the extractive
+    answer), so a slow or absent model never leaves the caller without the documents' answer.
+    """
+
+    def __init__(
+        self,
+        settings: SettingsSource,
+        fallback: Answerer,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_passages: int = 3,
+        max_history: int = 4,
+        timeout: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fallback = fallback
+        self.threshold = threshold
+        self.max_passages = max_passages
+        self.max_history = max_history
+        self.timeout = timeout  # over the whole call, model start-up included; None: the model's own
+
+    async def answer(self, question: str, passages: Sequence[Passage], history: History = ()) -> Answer:
+        passages = tuple(passages)
+        if not is_relevant(passages, self.threshold):
+            return Answer(text=None, passages=passages, score=passages[0].score if passages else 0.0)
+        used = passages[: self.max_passages]
+        prompt = _answer_prompt(question, used, tuple(history)[-self.max_history :] if self.max_history else ())
+        try:
+            call = self._complete(prompt)
+            completion = await (asyncio.wait_for(call, self.timeout) if self.timeout else call)
+        except Exception as error:  # LlmError, a timeout, a model that cannot start: all the same here
+            logger.warning("the language model could not answer (%s); answering from the documents directly", error)
+            return await self.fallback.answer(question, passages, history)
+        text = clean_answer(completion)
+        return Answer(text=text, passages=used, score=passages[0].score, method="llm")
+
+    async def _complete(self, prompt: str) -> str:
+        return await complete(await self.settings(), prompt)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from voicecalm import metrics
 from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.commands import CannotHandle, Command, Error
 from voicecalm.dialogue.dsl import parse_commands, post_process
@@ -89,11 +90,13 @@ class LLMCommandGenerator:
             settings = await self.settings()
         except Exception:  # the model could not be started: this turn gets the error pattern
             logger.exception("the command generator's model is not available")
+            metrics.llm_error("unavailable")
             return [Error()]
         try:
             completion = await complete(settings, prompt, grammar)
         except LlmError as error:
             logger.error("command generator failed: %s", error)
+            metrics.llm_error("completion")
             return [Error()]
         logger.debug("completion: %r", completion)
         return self.commands_from_completion(completion)

@@ -68,6 +68,8 @@ async def complete(settings: LlmSettings, prompt: str, grammar: str | None = Non
     """One completion; raises `LlmError` on any failure, never waits past the timeout."""
     import litellm  # slow to import (~3 s): only processes that use a model pay for it
 
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner would fill our logs
+
     extra_body = dict(settings.extra_body)
     if grammar is not None:
         extra_body["grammar"] = grammar

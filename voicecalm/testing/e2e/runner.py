@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 from voicecalm.actions.runner import ActionRunner
-from voicecalm.assistant import Assistant, UserTurn
+from voicecalm.assistant import Assistant, UserTurn, language_services
 from voicecalm.dialogue.commands import CannotHandle, Command, command_from_json
+from voicecalm.dialogue.executor import TurnServices
 from voicecalm.project import Project
 from voicecalm.testing.e2e.assertions import check_assertions
 from voicecalm.testing.e2e.cases import TestCase, UserStep
@@ -39,12 +40,17 @@ class E2ERunner:
         generator: CommandGenerator | None = None,
         actions: ActionRunner | None = None,
         embedder: Embedder | None = None,
+        services: TurnServices | None = None,
     ) -> None:
         self.project = project
         self.mode = mode
         self.generator = generator
         self.actions = actions
         self.embedder = embedder
+        # Document search, chitchat and rephrasing as the assistant has them, but with models named
+        # by a component's own `llm:` keys only: answers are extractive unless the search policy
+        # names a model, so test runs are deterministic. Shared by all cases (one index load).
+        self.services = services if services is not None else language_services(project, explicit_llm_only=True)
 
     async def run(self, cases: Sequence[TestCase], fail_fast: bool = False) -> list[CaseResult]:
         results = []
@@ -62,6 +68,7 @@ class E2ERunner:
             InMemoryTrackerStore(),
             actions=StubbedActions(case.stubs, self.actions),
             generator=self.generator,
+            services=self.services,
         )
         started = time.monotonic()
         sender_id = f"{case.name}_{time.time()}"
