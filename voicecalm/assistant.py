@@ -298,7 +298,14 @@ def language_services(project: Project, *, explicit_llm_only: bool = False) -> T
     rephraser (`nlg: {type: rephrase}`) the project asks for. Each uses its own `llm:` keys, else
     the command generator's model (the embedded one without `llm:`). `explicit_llm_only` (e2e
     runs) uses models named by a component's own `llm:` keys only, so tests stay deterministic:
-    document answers are then extractive, and chitchat goes to `pattern_cannot_handle`."""
+    document answers are then extractive, and chitchat goes to `pattern_cannot_handle`. The same
+    holds when the command generator runs the embedded model."""
+    generator = project.config.command_generator
+    if generator is not None and (generator.llm is None or not (generator.llm.model or generator.llm.model_group)):
+        # The embedded model keeps one prompt's prefix in memory; answering documents or small talk
+        # with it would evict the command prompt and make the next turn slow (measured: every
+        # document answer ran into the 7 s timeout). Only models named explicitly take on those jobs.
+        explicit_llm_only = True
     chitchat_llm = next((p.model_dump().get("llm") for p in project.config.policies if p.name == "IntentlessPolicy"), None)
     chitchat = llm_settings_source(project, chitchat_llm, explicit_only=explicit_llm_only, max_tokens=60, temperature=0.3)
     return TurnServices(
