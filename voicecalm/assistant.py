@@ -28,7 +28,7 @@ from voicecalm.tracker.locks import InMemoryLockStore, LockStore, create_lock_st
 from voicecalm.tracker.stores import ConcurrentUpdateError, TrackerStore, create_tracker_store
 from voicecalm.knowledge.responder import create_knowledge_responder
 from voicecalm.nlg.rephrase import LlmChitchatResponder, LlmRephraser
-from voicecalm.understanding.factory import completer, create_generator, llm_settings_source
+from voicecalm.understanding.factory import completer, create_generator, llm_settings_source, uses_embedded_model
 from voicecalm.understanding.understand import CommandGenerator, Understanding, understand
 
 logger = logging.getLogger(__name__)
@@ -300,8 +300,7 @@ def language_services(project: Project, *, explicit_llm_only: bool = False) -> T
     runs) uses models named by a component's own `llm:` keys only, so tests stay deterministic:
     document answers are then extractive, and chitchat goes to `pattern_cannot_handle`. The same
     holds when the command generator runs the embedded model."""
-    generator = project.config.command_generator
-    if generator is not None and (generator.llm is None or not (generator.llm.model or generator.llm.model_group)):
+    if uses_embedded_model(project):
         # The embedded model keeps one prompt's prefix in memory; answering documents or small talk
         # with it would evict the command prompt and make the next turn slow (measured: every
         # document answer ran into the 7 s timeout). Only models named explicitly take on those jobs.

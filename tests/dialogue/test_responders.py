@@ -7,16 +7,14 @@ adapters in `voicecalm.nlg.rephrase` against a fake OpenAI-compatible server on 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from tests.dialogue.conftest import Chat
 from tests.dialogue.test_patterns import bank_project, started, started_chat
-from tests.understanding.test_generator import ModelServer
+from tests.model_server import ModelServer
 from voicecalm.assistant import Assistant, language_services
 from voicecalm.dialogue.executor import TurnServices
 from voicecalm.nlg.rephrase import LlmChitchatResponder, LlmRephraser
@@ -65,25 +63,6 @@ class ScriptedKnowledge:
             raise RuntimeError("index is broken")
         text = self.answers.get(question)
         return Result(text, [{"source": "fees.md", "heading": "Fees > Overdraft", "score": 0.8}] if text else [])
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServer]:
-    server = ModelServer()
-    server.thread.start()
-    while not server.server.started:
-        time.sleep(0.02)
-    yield server
-    server.server.should_exit = True
-    server.thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake_model(model: ModelServer) -> ModelServer:
-    model.completions.clear()
-    model.prompts.clear()
-    model.delay, model.status = 0.0, 200
-    return model
 
 
 def complete_with(server: ModelServer, timeout: float = 2.0):

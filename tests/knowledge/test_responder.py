@@ -6,12 +6,11 @@ a closed port stands for a model that is down."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.understanding.test_generator import ModelServer
+from tests.model_server import ModelServer
 from voicecalm.knowledge.answer import (
     NO_ANSWER,
     ExtractiveAnswerer,
@@ -47,25 +46,6 @@ HOURS = """# Opening hours
 Customer service agents answer the phone Monday to Friday from 8 am to 8 pm.
 The fraud line 1-800-555-0199 is open 24 hours a day, 7 days a week.
 """
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServer]:
-    server = ModelServer()
-    server.thread.start()
-    while not server.server.started:
-        time.sleep(0.02)
-    yield server
-    server.server.should_exit = True
-    server.thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake_model(model: ModelServer) -> ModelServer:
-    model.completions.clear()
-    model.prompts.clear()
-    model.delay, model.status = 0.0, 200
-    return model
 
 
 @pytest.fixture(scope="module")

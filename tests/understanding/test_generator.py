@@ -3,68 +3,19 @@ plays a remote model (paid APIs cannot be reached here; it speaks their wire pro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from tests.dialogue.conftest import BANK, Chat
+from tests.model_server import ModelServer
 from voicecalm.assistant import Assistant
 from voicecalm.dialogue.commands import CannotHandle, Error, SetSlot, StartFlow
-from voicecalm.testing.action_server import free_port
 from voicecalm.tracker.events import SlotSet, UserUttered
-
-
-class ModelServer:
-    """Answers /v1/chat/completions with the next scripted completion; records every prompt."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.completions: list[str] = []
-        self.prompts: list[str] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.delay = 0.0
-        self.status = 200
-        app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    async def chat(self, request: Request) -> Response:
-        body = await request.json()
-        self.bodies.append(body)
-        self.prompts.append(body["messages"][-1]["content"])
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.status != 200:
-            return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=self.status)
-        content = self.completions.pop(0) if self.completions else ""
-        return JSONResponse({
-            "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        })
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServer]:
-    server = ModelServer()
-    server.thread.start()
-    while not server.server.started:
-        time.sleep(0.02)
-    yield server
-    server.server.should_exit = True
-    server.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -27,6 +27,43 @@ def _retrieval_embedder(config: CommandGeneratorConfig) -> Embedder:
     return LiteLLMEmbedder(str(model), **embeddings)
 
 
+SettingsSource = Callable[[], Awaitable[LlmSettings]]
+
+
+def _is_configured(config: LlmConfig | None) -> bool:
+    return config is not None and bool(config.model or config.model_group)
+
+
+def uses_embedded_model(project: Project) -> bool:
+    """True when the command generator runs the embedded model (its `llm:` names none)."""
+    generator = project.config.command_generator
+    return generator is not None and not _is_configured(generator.llm)
+
+
+def _fixed(settings: LlmSettings) -> SettingsSource:
+    async def source() -> LlmSettings:
+        return settings
+
+    return source
+
+
+def _embedded(timeout: float, temperature: float | None, max_tokens: int) -> SettingsSource:
+    """The embedded model's server, started (and the model assembled) on first use."""
+
+    async def source() -> LlmSettings:
+        endpoint = await local_endpoint()
+        return LlmSettings(
+            model=endpoint.model,
+            api_base=endpoint.api_base,
+            api_key=endpoint.api_key,
+            timeout=timeout,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+
+    return source
+
+
 def create_generator(project: Project) -> LLMCommandGenerator | None:
     """The model named by the generator's `llm:` keys; without them, the embedded model, served
     by llama.cpp on loopback and started on first use. None when no generator is configured."""
@@ -34,35 +71,11 @@ def create_generator(project: Project) -> LLMCommandGenerator | None:
     if config is None:
         return None
     embedder = _retrieval_embedder(config)
-    if config.llm is not None and (config.llm.model or config.llm.model_group):
-        settings = settings_from_config(config.llm, project)
-
-        async def configured() -> LlmSettings:
-            return settings
-
-        return LLMCommandGenerator(project, config, configured, constrained=False, embedder=embedder)
-
+    if _is_configured(config.llm):
+        settings = _fixed(settings_from_config(config.llm, project))
+        return LLMCommandGenerator(project, config, settings, constrained=False, embedder=embedder)
     timeout = config.llm.timeout if config.llm is not None else 7.0
-
-    async def embedded() -> LlmSettings:
-        endpoint = await local_endpoint()
-        return LlmSettings(
-            model=endpoint.model,
-            api_base=endpoint.api_base,
-            api_key=endpoint.api_key,
-            timeout=timeout,
-            temperature=0.0,
-            max_tokens=64,
-        )
-
-    return LLMCommandGenerator(project, config, embedded, constrained=True, embedder=embedder)
-
-
-SettingsSource = Callable[[], Awaitable[LlmSettings]]
-
-
-def _is_configured(config: LlmConfig | None) -> bool:
-    return config is not None and bool(config.model or config.model_group)
+    return LLMCommandGenerator(project, config, _embedded(timeout, 0.0, 64), constrained=True, embedder=embedder)
 
 
 def llm_settings_source(
@@ -85,32 +98,17 @@ def llm_settings_source(
         config = generator.llm
     if config is not None:
         settings = settings_from_config(config, project)
-        settings = replace(
-            settings,
-            max_tokens=min(settings.max_tokens, max_tokens),
-            temperature=config.temperature if config.temperature is not None else temperature,
+        return _fixed(
+            replace(
+                settings,
+                max_tokens=min(settings.max_tokens, max_tokens),
+                temperature=config.temperature if config.temperature is not None else temperature,
+            )
         )
-
-        async def configured() -> LlmSettings:
-            return settings
-
-        return configured
     if explicit_only or generator is None:
         return None
     timeout = generator.llm.timeout if generator.llm is not None else 7.0
-
-    async def embedded() -> LlmSettings:
-        endpoint = await local_endpoint()
-        return LlmSettings(
-            model=endpoint.model,
-            api_base=endpoint.api_base,
-            api_key=endpoint.api_key,
-            timeout=timeout,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-
-    return embedded
+    return _embedded(timeout, temperature, max_tokens)
 
 
 def completer(source: SettingsSource, timeout: float | None = None) -> Callable[[str], Awaitable[str]]:
