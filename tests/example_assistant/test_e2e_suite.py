@@ -46,11 +46,15 @@ def summary_line(output: str) -> str:
     return output.strip().splitlines()[-1]
 
 
-def test_suite_passes_with_in_process_actions() -> None:
-    finished = run_suite(REPOSITORY)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    passed = int(summary_line(finished.stdout).split()[0])
-    assert passed >= 40 and summary_line(finished.stdout).endswith(" 0 failed")
+@pytest.fixture(scope="module")
+def in_process_run() -> subprocess.CompletedProcess[str]:
+    return run_suite(REPOSITORY)
+
+
+def test_suite_passes_with_in_process_actions(in_process_run: subprocess.CompletedProcess[str]) -> None:
+    assert in_process_run.returncode == 0, in_process_run.stdout + in_process_run.stderr
+    passed = int(summary_line(in_process_run.stdout).split()[0])
+    assert passed >= 40 and summary_line(in_process_run.stdout).endswith(" 0 failed")
 
 
 @pytest.fixture
@@ -60,12 +64,14 @@ def actions_server() -> Iterator[str]:
         yield url
 
 
-def test_same_suite_passes_with_the_actions_on_a_server(tmp_path: Path, actions_server: str) -> None:
+def test_same_suite_passes_with_the_actions_on_a_server(
+    tmp_path: Path, actions_server: str, in_process_run: subprocess.CompletedProcess[str]
+) -> None:
     project = copy_project(tmp_path / "bank", f'action_endpoint:\n  url: "{actions_server}"\n')
     shutil.rmtree(project / "actions")  # the actions can only come from the server
     finished = run_suite(project)
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert summary_line(finished.stdout) == summary_line(run_suite(REPOSITORY).stdout)
+    assert summary_line(finished.stdout) == summary_line(in_process_run.stdout)
 
 
 def test_broken_copy_fails_readably(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ a closed port stands for a model that is down."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -111,11 +110,9 @@ async def test_below_the_threshold_the_model_is_not_asked(project_root: Path, fa
 async def test_a_model_that_is_down_falls_back_to_the_extractive_answer(project_root: Path) -> None:
     closed = free_port()  # nothing listens there
     llm = LlmAnswerer(settings_for(closed, timeout=1.0), ExtractiveAnswerer(LocalEmbedder.shared()))
-    started = time.monotonic()
     answer = await responder(project_root, llm).respond("how much is the overdraft fee?")
     extractive = await responder(project_root).respond("how much is the overdraft fee?")
     assert answer.method == "extractive" and answer.text == extractive.text and "$25" in answer.text
-    assert time.monotonic() - started < 5
 
 
 async def test_a_model_error_or_timeout_falls_back(project_root: Path, fake_model: ModelServer) -> None:

