@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +20,8 @@ from voicecalm.testing.action_server import free_port
 
 
 class ModelServer:
-    """Answers /v1/chat/completions with the next scripted completion; records every prompt."""
+    """Answers /v1/chat/completions with the next scripted completion (or, when `respond` is set,
+    with what it returns for the prompt); records every prompt."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -29,6 +30,7 @@ class ModelServer:
         self.bodies: list[dict[str, Any]] = []
         self.delay = 0.0
         self.status = 200
+        self.respond: Callable[[str], str] | None = None
         app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -41,7 +43,10 @@ class ModelServer:
             await asyncio.sleep(self.delay)
         if self.status != 200:
             return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=self.status)
-        content = self.completions.pop(0) if self.completions else ""
+        if self.respond is not None:
+            content = self.respond(self.prompts[-1])
+        else:
+            content = self.completions.pop(0) if self.completions else ""
         return JSONResponse({
             "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -65,5 +70,5 @@ def fake_model(model: ModelServer) -> ModelServer:
     model.completions.clear()
     model.prompts.clear()
     model.bodies.clear()
-    model.delay, model.status = 0.0, 200
+    model.delay, model.status, model.respond = 0.0, 200, None
     return model

@@ -141,17 +141,20 @@ class Assistant:
 
     # --- turns ------------------------------------------------------------------------------
 
-    async def handle(self, sender_id: str, turn: UserTurn, on_message: MessageSink | None = None) -> TurnResult:
+    async def handle(
+        self, sender_id: str, turn: UserTurn, on_message: MessageSink | None = None, services: TurnServices | None = None
+    ) -> TurnResult:
         """Run one user turn. `on_message` sees each bot message as soon as it is produced
-        (streaming channels); the result holds them all once the turn is committed."""
+        (streaming channels); the result holds them all once the turn is committed. `services`
+        replaces the assistant's for this turn (a call's own transfer and action filler)."""
 
         async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
             try:
-                return await self._run(committed, turn, on_message)
+                return await self._run(committed, turn, on_message, services)
             except Exception:
                 logger.exception("turn failed; answering with the internal error pattern")
                 counted.outcome = metrics.INTERNAL_ERROR
-                return await self._run(committed, turn, on_message, failed=True)
+                return await self._run(committed, turn, on_message, services, failed=True)
 
         with metrics.turn(turn.input_channel) as counted:
             return await self._commit(sender_id, run)
@@ -169,13 +172,50 @@ class Assistant:
 
         return await self._commit(sender_id, run)
 
-    async def set_slots(self, sender_id: str, values: Mapping[str, Any]) -> TurnResult:
-        """Set slots from outside a turn (test fixtures, a channel's caller data)."""
+    async def resume_session(
+        self, sender_id: str, turn: UserTurn, response: str, on_message: MessageSink | None = None
+    ) -> TurnResult:
+        """Start a new session as `turn` (`/session_start` with the call's metadata) would, with
+        every slot kept, but say `response` instead of running pattern_session_start: a call that
+        comes back after a transfer nobody answered (telephony.md §1.6)."""
 
         async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
             working = committed.fork()
-            for name, value in values.items():
-                working.apply(SlotSet(slot=name, value=value, filled_by=CUSTOM))
+            kept = dict(working.slots)
+            parse_data = {"intent": {}, "entities": [], "commands": [SessionStart().to_json()]}
+            working.apply(
+                UserUttered(
+                    text=turn.text,
+                    parse_data=parse_data,
+                    input_channel=turn.input_channel,
+                    message_id=turn.message_id or uuid.uuid4().hex,
+                    metadata=dict(turn.metadata),
+                )
+            )
+            resumed = self._new_turn(working, turn, on_message)
+            await begin_session(resumed, {})
+            # The same caller, moments later: what they told the bot stays, whatever the
+            # session config says about new sessions.
+            for name, value in kept.items():
+                if name != "session_started_metadata" and working.slots.get(name) != value:
+                    resumed.set_slot(name, value)
+            await resumed.utter(response)
+            return working, TurnResult(resumed.messages, [SessionStart()], working.pending)
+
+        with metrics.turn(turn.input_channel):
+            return await self._commit(sender_id, run)
+
+    async def set_slots(self, sender_id: str, values: Mapping[str, Any]) -> TurnResult:
+        """Set slots from outside a turn (test fixtures, a channel's caller data)."""
+        return await self.record(sender_id, [SlotSet(slot=name, value=value, filled_by=CUSTOM) for name, value in values.items()])
+
+    async def record(self, sender_id: str, events: Sequence[Event]) -> TurnResult:
+        """Append events that happened outside a turn (slots set from outside, a barge-in, a
+        silence timeout)."""
+
+        async def run(committed: Conversation) -> tuple[Conversation, TurnResult]:
+            working = committed.fork()
+            working.apply_all(events)
             return working, TurnResult([], [], working.pending)
 
         return await self._commit(sender_id, run)
@@ -213,15 +253,22 @@ class Assistant:
         expiry = self.project.domain.session_config.session_expiration_time * 60
         return expiry > 0 and last_user is not None and time.time() - last_user.timestamp > expiry
 
-    async def _start_session(self, working: Conversation, turn: UserTurn, on_message: MessageSink | None) -> Turn:
-        start = self._new_turn(working, turn, on_message)
+    async def _start_session(
+        self, working: Conversation, turn: UserTurn, on_message: MessageSink | None, services: TurnServices | None = None
+    ) -> Turn:
+        start = self._new_turn(working, turn, on_message, services)
         await begin_session(start, {})
         execute_commands(start, [SessionStart()])
         await start.advance()
         return start
 
     async def _run(
-        self, committed: Conversation, turn: UserTurn, on_message: MessageSink | None, failed: bool = False
+        self,
+        committed: Conversation,
+        turn: UserTurn,
+        on_message: MessageSink | None,
+        services: TurnServices | None = None,
+        failed: bool = False,
     ) -> tuple[Conversation, TurnResult]:
         working = committed.fork()
         messages: list[BotMessage] = []
@@ -230,7 +277,7 @@ class Assistant:
             working.apply(UserUttered(text=turn.text, input_channel=turn.input_channel, metadata=dict(turn.metadata)))
             return working, TurnResult([], [], working.pending)
         if self._needs_session_start(working, turn) and not failed:
-            messages += (await self._start_session(working, turn, on_message)).messages
+            messages += (await self._start_session(working, turn, on_message, services)).messages
         understood = Understanding([Error()])
         if not failed:
             with metrics.stage("understanding"):
@@ -249,7 +296,7 @@ class Assistant:
             )
         )
         with metrics.stage("dialogue"):
-            dialogue = self._new_turn(working, turn, on_message)
+            dialogue = self._new_turn(working, turn, on_message, services)
             if not any(isinstance(c, UserSilence) for c in predicted):
                 dialogue.set_slot("consecutive_silence_timeouts", self.initial_slots.get("consecutive_silence_timeouts"))
             commands = self._commands_for_code_change(working, predicted) or clean_commands(
@@ -264,9 +311,12 @@ class Assistant:
         result = TurnResult(messages, commands, working.pending, dialogue.session_ended)
         return working, result
 
-    def _new_turn(self, working: Conversation, turn: UserTurn, on_message: MessageSink | None) -> Turn:
+    def _new_turn(
+        self, working: Conversation, turn: UserTurn, on_message: MessageSink | None, services: TurnServices | None = None
+    ) -> Turn:
         return Turn(
-            self.project, working, self.renderer, channel=turn.input_channel, services=self.services, on_message=on_message
+            self.project, working, self.renderer, channel=turn.input_channel, services=services or self.services,
+            on_message=on_message,
         )
 
     def _commands_for_code_change(self, working: Conversation, predicted: list[Command]) -> list[Command] | None:

@@ -13,6 +13,7 @@ from voicecalm.project import Project, ProjectError, Severity, load_project
 
 if TYPE_CHECKING:
     from voicecalm.assistant import Assistant
+    from voicecalm.server import VoiceChannels
 from voicecalm.testing.cli import test_app
 from voicecalm.models.cli import models_app
 
@@ -78,7 +79,8 @@ def run(
         str, typer.Option(envvar="VOICECALM_LOG_FORMAT", help="text, or json: one JSON object per line.")
     ] = "text",
 ) -> None:
-    """Serve the assistant over HTTP (REST channel, tracker API, /metrics) until Ctrl-C or SIGTERM."""
+    """Serve the assistant (REST channel, tracker API, /metrics, and the voice channels credentials.yml enables:
+    twilio_media_streams, browser_audio, sip) until Ctrl-C or SIGTERM."""
     # Imported here so that the other commands start without loading the web stack.
     import uvicorn
     from uvicorn.config import LOG_LEVELS
@@ -96,11 +98,14 @@ def run(
         raise typer.Exit(2)
     logs.configure(level, log_format)
     assistant = _assistant(project)
+    channels = _voice_channels(project, assistant)
     if workers > 1:
+        _check_voice_workers(channels)
         _run_workers(assistant, project, host, port, log_level.lower(), workers, log_format)
         return
+    server_app = create_app(assistant, voice=channels)
     config = uvicorn.Config(
-        create_app(assistant),
+        server_app,
         host=host,
         port=port,
         log_level=level,
@@ -110,7 +115,109 @@ def run(
     )
     name = assistant.project.config.assistant_id or project.resolve().name
     out.print(f"Serving {name} at http://{host}:{port} (REST: POST /webhooks/rest/webhook)")
+    _print_voice_channels(channels, host, port)
     uvicorn.Server(config).run()
+    if server_app.state.start_failed:  # uvicorn logged why; the exit code must say so too
+        raise typer.Exit(3)
+
+
+def _voice_channels(project: Path, assistant: Assistant) -> VoiceChannels:
+    """The voice channels credentials.yml enables, or one clear line and exit code 1."""
+    from voicecalm.server import VoiceChannels
+    from voicecalm.voice.settings import VoiceSettingsError
+
+    try:
+        return VoiceChannels.of(assistant.project)
+    except VoiceSettingsError as error:
+        err.print(f"cannot start {project}: {'; '.join(str(error).splitlines())}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _check_voice_workers(channels: VoiceChannels) -> None:
+    if channels.sip is not None:
+        # One SIP socket, and baresip's state is process-wide: the user agent cannot be shared.
+        err.print(
+            "`sip` in credentials.yml needs a single worker: the SIP user agent binds one socket in one process. "
+            "Run with --workers 1.",
+            style="red",
+        )
+        raise typer.Exit(2)
+    if channels.twilio is not None and channels.twilio.account_sid is None:
+        err.print(
+            "warning: without `account_sid` in twilio_media_streams, a transfer waits in the worker that ran the call "
+            "for Twilio's after_stream request, which may reach another worker: that call then hangs up instead.",
+            style="yellow",
+        )
+
+
+def _print_voice_channels(channels: VoiceChannels, host: str, port: int) -> None:
+    if channels.twilio is not None:
+        out.print(
+            f"Twilio Media Streams: https://{channels.twilio.server_url}/webhooks/twilio_media_streams/webhook "
+            "(`voicecalm twilio setup` configures the number)",
+            soft_wrap=True,
+            markup=False,
+        )
+    if channels.browser is not None:
+        out.print(f"Browser demo page: http://{host}:{port}/")
+    if channels.sip is not None:
+        out.print(f"SIP trunk: {channels.sip.user}@{channels.sip.domain}, listening on {channels.sip.listen}")
+
+
+twilio_app = typer.Typer(help="Twilio Media Streams: point a phone number at this server.", no_args_is_help=True)
+app.add_typer(twilio_app, name="twilio")
+
+
+@twilio_app.command("setup")
+def twilio_setup(
+    project: ProjectArgument = Path("."),
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Set the webhooks through Twilio's REST API (account_sid, auth_token from credentials.yml).")
+    ] = False,
+    number: Annotated[Optional[str], typer.Option(help="The Twilio phone number, E.164 (+15550009999).")] = None,
+    api_base_url: Annotated[
+        Optional[str], typer.Option(help="Twilio's REST API base URL; default https://api.twilio.com (a fake Twilio in tests).")
+    ] = None,
+) -> None:
+    """Print the webhooks a Twilio number needs to send its calls here; --apply --number sets them."""
+    from voicecalm.channels.twilio.numbers import E164, NumberSetupError, apply_number_webhooks, number_webhooks
+    from voicecalm.voice.settings import TwilioMediaStreamsSettings, VoiceSettingsError, channel_settings
+
+    loaded = _load(project, None)
+    try:
+        settings = channel_settings(loaded, "twilio_media_streams")
+    except VoiceSettingsError as error:
+        err.print(
+            f"cannot set up Twilio for {project}: {'; '.join(str(error).splitlines())}", style="red", markup=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+    if not isinstance(settings, TwilioMediaStreamsSettings):
+        err.print(f"{project}: credentials.yml has no twilio_media_streams section", style="red", markup=False)
+        raise typer.Exit(1)
+    if number is not None and not E164.match(number):
+        err.print(f"--number {number!r} is not an E.164 number like +15550009999", style="red", markup=False)
+        raise typer.Exit(2)
+    webhooks = number_webhooks(settings)
+    if not apply:
+        where = f"number {number}" if number else "number"
+        out.print(f"In Twilio's Console (Phone Numbers → Active numbers → your {where} → Voice configuration):", soft_wrap=True)
+        out.print(f"  A call comes in:      Webhook {webhooks.voice_url}  HTTP POST", soft_wrap=True, markup=False)
+        out.print(f"  Call status changes:  {webhooks.status_callback}  HTTP POST", soft_wrap=True, markup=False)
+        out.print(f"Or set them from here: voicecalm twilio setup {project} --apply --number +1...", soft_wrap=True, markup=False)
+        return
+    if number is None:
+        err.print("--apply needs --number, the Twilio phone number to configure", style="red")
+        raise typer.Exit(2)
+    try:
+        sid = apply_number_webhooks(settings, number, api_base_url=api_base_url)
+    except NumberSetupError as error:
+        err.print(f"cannot configure {number}: {error}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(
+        f"{number} ({sid}): calls go to {webhooks.voice_url} (POST), status changes to {webhooks.status_callback} (POST)",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def _uvicorn_log_config(log_format: str) -> dict[str, Any] | None:
@@ -198,6 +305,111 @@ def shell(
     except ShellError as error:
         err.print(str(error), style="red", markup=False)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def voice(
+    project: ProjectArgument = Path("."),
+    input_wav: Annotated[
+        Optional[Path], typer.Option(help="A recorded caller (several turns separated by silence) instead of the microphone.")
+    ] = None,
+    output_wav: Annotated[
+        Optional[Path], typer.Option(help="With --input-wav: where the bot's side goes; default <input name>-bot.wav here.")
+    ] = None,
+    timeline: Annotated[
+        Optional[Path], typer.Option(help="With --input-wav: the JSON timeline of turns and latencies; default beside --output-wav.")
+    ] = None,
+    input_device: Annotated[
+        Optional[str], typer.Option(help="Microphone: a number from --list-devices or (part of) a name.")
+    ] = None,
+    output_device: Annotated[
+        Optional[str], typer.Option(help="Speaker: a number from --list-devices or (part of) a name.")
+    ] = None,
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="List the audio devices and exit.")] = False,
+    half_duplex: Annotated[
+        bool, typer.Option("--half-duplex", help="Stop listening while the bot speaks (speakers without echo cancellation).")
+    ] = False,
+) -> None:
+    """Talk to the assistant through the microphone and speakers (Ctrl-C hangs up), or run a recorded caller from a WAV file."""
+    import asyncio
+
+    if input_wav is None and (output_wav or timeline):
+        err.print("--output-wav and --timeline go with --input-wav", style="red")
+        raise typer.Exit(2)
+    _quiet_pipecat()  # before pipecat is imported: it logs on import
+    from voicecalm.channels.microphone import EXIT_CODE, AudioDeviceError, print_devices, select_devices
+
+    try:
+        if list_devices:
+            print_devices(out)
+            return
+        if input_wav is None:
+            select_devices(input_device, output_device)  # a missing device fails before any model loads
+        assistant = _assistant(project)
+        settings = _voice_settings(assistant.project)
+        if input_wav is None:
+            asyncio.run(_talk(assistant, settings, input_device, output_device, half_duplex))
+            return
+        output_wav = output_wav or Path(f"{input_wav.stem}-bot.wav")
+        timeline = timeline or output_wav.with_suffix(".json")
+        result = asyncio.run(_play_recording(assistant, settings, input_wav, output_wav, timeline))
+    except AudioDeviceError as error:
+        err.print(str(error), style="red", markup=False)
+        raise typer.Exit(EXIT_CODE) from None
+    from voicecalm.voice.wav_call import summary_table
+
+    out.print(summary_table(result))
+    out.print(f"bot audio: {output_wav}, timeline: {timeline} ({result.duration_s:.1f} s call)")
+
+
+def _quiet_pipecat() -> None:
+    """pipecat logs every frame-level step at DEBUG through loguru; a terminal session wants errors only."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR")
+
+
+def _voice_settings(project: Project) -> Any:
+    from voicecalm.voice.settings import LocalAudioSettings, VoiceSettingsError, channel_settings
+
+    try:
+        return channel_settings(project, "local_audio") or LocalAudioSettings()
+    except VoiceSettingsError as error:
+        err.print(f"credentials.yml: {error}", style="red", markup=False)
+        raise typer.Exit(1) from None
+
+
+async def _talk(
+    assistant: Assistant, settings: Any, input_device: str | None, output_device: str | None, half_duplex: bool
+) -> None:
+    from voicecalm.channels.microphone import run_microphone
+    from voicecalm.voice.runtime import VoiceRuntime
+
+    runtime = VoiceRuntime(assistant)
+    try:
+        with out.status("loading the speech models…"):
+            await runtime.warm_up(settings)
+        await run_microphone(runtime, settings, input_device, output_device, half_duplex, console=out)
+    finally:
+        await runtime.close()
+        await assistant.close()
+
+
+async def _play_recording(assistant: Assistant, settings: Any, input_wav: Path, output_wav: Path, timeline: Path) -> Any:
+    from voicecalm.voice.runtime import VoiceRuntime
+    from voicecalm.voice.wav_call import run_wav_call
+
+    runtime = VoiceRuntime(assistant)
+    try:
+        with out.status("loading the speech models…"):
+            await runtime.warm_up(settings)
+        return await run_wav_call(runtime, settings, input_wav, output_wav, timeline)
+    finally:
+        await runtime.close()
+        await assistant.close()
 
 
 @app.command()

@@ -1,14 +1,16 @@
-"""The one ASGI app every channel mounts into: health, version, tracker, graceful shutdown."""
+"""The one ASGI app every channel mounts into: health, version, tracker, graceful shutdown, and
+the voice channels credentials.yml enables (Twilio Media Streams, the browser page, a SIP trunk)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,7 +20,22 @@ from voicecalm import __version__, logs, metrics
 from voicecalm.assistant import Assistant, MessageSink, TurnResult, UserTurn
 from voicecalm.channels import ShuttingDown, rest
 from voicecalm.channels.rest import error_response
+from voicecalm.project import Project
 from voicecalm.tracker.conversation import Conversation
+from voicecalm.tracker.events import CallStatusChanged
+from voicecalm.voice.settings import (
+    BrowserAudioSettings,
+    SipSettings,
+    TwilioMediaStreamsSettings,
+    VoiceChannelSettings,
+    VoiceSettingsError,
+    channel_settings,
+    require_speech_services,
+)
+
+if TYPE_CHECKING:  # the voice stack (pipecat, models) is imported only when a voice channel is on
+    from voicecalm.channels.twilio import CallStatusReport
+    from voicecalm.voice.runtime import VoiceRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -102,25 +119,86 @@ def tracker_json(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) -> FastAPI:
-    """The HTTP app serving `assistant` on every channel; closing it closes the assistant."""
+@dataclass(frozen=True, slots=True)
+class VoiceChannels:
+    """The voice channels a project's credentials.yml enables, with their checked settings."""
+
+    twilio: TwilioMediaStreamsSettings | None = None
+    browser: BrowserAudioSettings | None = None
+    sip: SipSettings | None = None
+
+    @classmethod
+    def of(cls, project: Project) -> "VoiceChannels":
+        """Raises `VoiceSettingsError`, one `credentials.yml: ...` line per problem, when an enabled
+        channel's settings are wrong or its speech services cannot run here. A channel that is
+        not enabled is not looked at: its credentials may well be missing."""
+        found: dict[str, Any] = {}
+        problems: list[str] = []
+        for name in ("twilio_media_streams", "browser_audio", "sip"):
+            try:
+                found[name] = settings = channel_settings(project, name)
+                if settings is not None:
+                    require_speech_services(settings)
+            except VoiceSettingsError as error:
+                lines = str(error).splitlines()
+                problems += [line if line.startswith("credentials.yml") else f"credentials.yml: {name}: {line}" for line in lines]
+        if problems:
+            raise VoiceSettingsError("\n".join(problems))
+        return cls(found["twilio_media_streams"], found["browser_audio"], found["sip"])
+
+    @property
+    def enabled(self) -> list[VoiceChannelSettings]:
+        return [settings for settings in (self.twilio, self.browser, self.sip) if settings is not None]
+
+
+def create_app(
+    assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT, voice: VoiceChannels | None = None
+) -> FastAPI:
+    """The HTTP app serving `assistant` on every channel; closing it closes the assistant.
+    `voice` defaults to the channels of the project's credentials.yml (`VoiceChannels.of`, whose
+    `VoiceSettingsError` this raises)."""
     turns = InFlightTurns(assistant)
+    voice = voice if voice is not None else VoiceChannels.of(assistant.project)
+    runtime = _voice_runtime(assistant) if voice.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The model warms up while the server already answers; early turns simply wait for it.
-        warming = asyncio.create_task(assistant.warm_up())
+        warming = None
+        sip = None
         try:
+            try:
+                if runtime is None:
+                    # The model warms up while the server already answers; early turns simply wait for it.
+                    warming = asyncio.create_task(assistant.warm_up())
+                else:
+                    # A caller must not wait for models: the server listens once they are loaded.
+                    for settings in voice.enabled:
+                        await runtime.warm_up(settings)
+                if voice.sip is not None and runtime is not None:
+                    from voicecalm.channels.sip import SipServer
+
+                    sip = SipServer(voice.sip, runtime)
+                    await sip.start()
+            except BaseException:
+                app.state.start_failed = True  # uvicorn logs why, then returns as if all went well
+                raise
             yield
         finally:
-            warming.cancel()
+            if sip is not None:
+                await sip.stop(drain_timeout=drain_timeout)
+            if warming is not None:
+                warming.cancel()
             await turns.drain(drain_timeout)
+            if runtime is not None:
+                await runtime.close()
             await assistant.close()
             metrics.process_exiting()
 
     app = FastAPI(title="voicecalm", version=__version__, lifespan=lifespan)
     app.state.assistant = assistant
     app.state.turns = turns
+    app.state.voice_runtime = runtime
+    app.state.start_failed = False
     app.add_middleware(_RejectWhileDraining, turns=turns)
 
     async def shutting_down(request: Request, error: Exception) -> JSONResponse:
@@ -145,7 +223,46 @@ def create_app(assistant: Assistant, *, drain_timeout: float = DRAIN_TIMEOUT) ->
         return JSONResponse(tracker_json(await assistant.conversation(sender_id)))
 
     app.include_router(rest.create_router(turns.start))
+    if runtime is not None:
+        _mount_voice_channels(app, runtime, voice)
     return app
+
+
+def _voice_runtime(assistant: Assistant) -> VoiceRuntime:
+    from voicecalm.voice.runtime import VoiceRuntime
+
+    return VoiceRuntime(assistant)
+
+
+def _mount_voice_channels(app: FastAPI, runtime: VoiceRuntime, voice: VoiceChannels) -> None:
+    """The Twilio and browser routes; every call runs on the one runtime, whose assistant is the
+    REST channel's, so that one conversation can go on across channels."""
+    if voice.twilio is not None:
+        from voicecalm.channels.twilio import twilio_router
+
+        app.include_router(twilio_router(lambda: runtime, voice.twilio, on_call_status=call_status_recorder(runtime.assistant)))
+    if voice.browser is not None:
+        from voicecalm.channels.webrtc import webrtc_router
+
+        # The router's own lifespan (it hangs up the browser calls at shutdown) joins the app's.
+        app.include_router(webrtc_router(lambda: runtime, voice.browser))
+
+
+def call_status_recorder(assistant: Assistant) -> Callable[[CallStatusReport], Awaitable[None]]:
+    """Twilio's status callback as a `call_status` event on the call's tracker (telephony.md §1.1)."""
+
+    async def record(report: CallStatusReport) -> None:
+        # Twilio reports every call of the number, also those that never reached a stream (busy,
+        # refused, another app's): only a call this assistant talked to gets the event.
+        if not await assistant.store.events(report.call_sid):
+            logger.info("status %s of call %s: no conversation, not recorded", report.status, report.call_sid)
+            return
+        metadata: dict[str, Any] = {"channel": "twilio_media_streams"}
+        if report.duration_secs is not None:
+            metadata["duration_secs"] = report.duration_secs
+        await assistant.record(report.call_sid, [CallStatusChanged(status=report.status, metadata=metadata)])
+
+    return record
 
 
 def app_from_environment() -> FastAPI:

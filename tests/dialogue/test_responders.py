@@ -81,9 +81,9 @@ async def test_search_answer_is_sent_with_its_sources(tmp_path: Path) -> None:
     assert chat.texts[0] == "It is $25 per item."
     assert chat.last is not None and chat.last.messages[0].response is None
     sources = [{"source": "fees.md", "heading": "Fees > Overdraft", "score": 0.8}]
-    assert chat.last.messages[0].metadata == {"search": {"sources": sources}}
+    assert chat.last.messages[0].metadata["search"] == {"sources": sources}
     uttered = chat.events(BotUttered)[0]
-    assert uttered.metadata == {"search": {"sources": sources}} and uttered.utter_action is None
+    assert uttered.metadata["search"] == {"sources": sources} and uttered.utter_action is None
     assert chat.utters[1:] == ["utter_ask_continue_conversation"]  # pattern_search ended the stack
     assert [f for f in (await chat.conversation()).stack if f.get("type") == "search"] == []
 

@@ -58,12 +58,6 @@ def test_no_tests_found_is_exit_code_1(tmp_path: Path) -> None:
     assert f"no tests found in {tmp_path}" in result.output
 
 
-def test_voice_is_not_built_yet(write) -> None:
-    result = run_cli(write(PASSING), "--voice")
-    assert result.exit_code == 2
-    assert "spoken e2e needs the voice pipeline (not built yet)" in result.output
-
-
 def test_default_path_is_tests_when_it_holds_e2e_files_else_e2e_tests(tmp_path: Path) -> None:
     project = tmp_path / "bank"
     shutil.copytree(BANK, project)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -139,6 +140,8 @@ class Turn:
         return coerced if valid else value
 
     def send(self, message: BotMessage) -> None:
+        # Voice channels report per message whether the caller heard it (voice.md §4).
+        message = replace(message, metadata={**message.metadata, "message_id": uuid.uuid4().hex})
         metadata = {**message.metadata, "utter_action": message.response} if message.response else dict(message.metadata)
         self.emit(BotUttered(text=message.text, data=message.data(), metadata=metadata))
         self.messages.append(message)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import importlib.util
 import json
 import logging
 import threading
@@ -33,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from voicecalm.models.assemble import ModelError
+from voicecalm.models.packaged import ModelFile, PackagedModel, locate_packaged
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +51,14 @@ class EmbeddingModelError(ModelError):
 
 
 # --- the catalog entry of the local model ---------------------------------------------------
-# Local types, not catalog.ModelSpec: that describes one file assembled from byte ranges; this
-# model is a folder of ready files, found in whichever of several packages is installed.
 
 
 @dataclass(frozen=True, slots=True)
-class ModelFile:
-    path: str  # relative to the model directory
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddingModelEntry:
+class EmbeddingModelEntry(PackagedModel):
     """An embedding model shipped inside PyPI data packages (any one of `packages` will do)."""
 
-    name: str
     dimensions: int
     max_tokens: int
-    # (distribution name, import name, model directory inside the import package)
-    packages: tuple[tuple[str, str, str], ...]
-    files: tuple[ModelFile, ...]
 
 
 ALL_MINILM_L6_V2 = EmbeddingModelEntry(
@@ -93,52 +79,9 @@ ALL_MINILM_L6_V2 = EmbeddingModelEntry(
 )
 
 
-def _package_dir(import_name: str) -> Path | None:
-    """A package's folder, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(import_name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate_model(entry: EmbeddingModelEntry = ALL_MINILM_L6_V2, *, verify: bool = True) -> Path:
     """The directory holding the entry's files, checked by size and sha256; or a clear error."""
-    problems: list[str] = []
-    for distribution, import_name, inside in entry.packages:
-        package = _package_dir(import_name)
-        if package is None:
-            continue
-        directory = package / inside
-        bad = []
-        for file in entry.files:
-            path = directory / file.path
-            if not path.is_file():
-                bad.append(f"{file.path} is missing")
-            elif path.stat().st_size != file.size:
-                bad.append(f"{file.path} has {path.stat().st_size} bytes, expected {file.size}")
-            elif verify and _sha256(path) != file.sha256:
-                bad.append(f"{file.path} does not match sha256 {file.sha256}")
-        if not bad:
-            return directory
-        problems.append(f"{distribution} ({directory}): " + "; ".join(bad))
-    if problems:
-        raise EmbeddingModelError(f"the {entry.name} embedding model is damaged: " + " | ".join(problems))
-    wanted = " or ".join(distribution for distribution, _, _ in entry.packages)
-    raise EmbeddingModelError(f"the {entry.name} embedding model is not installed: pip install {wanted}")
-
-
-# --- a torch-free BERT encoder ----------------------------------------------------------------
+    return locate_packaged(entry, verify=verify, error=EmbeddingModelError)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import asyncio
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -22,11 +22,17 @@ from voicecalm.testing.e2e.report import (
     print_du_report,
     print_failures,
     print_final_line,
+    print_spoken_summary,
     write_e2e_results,
     write_junit_xml,
 )
 from voicecalm.testing.e2e.results import CaseResult
 from voicecalm.testing.e2e.runner import E2ERunner
+
+if TYPE_CHECKING:
+    from voicecalm.actions.runner import ActionRunner
+    from voicecalm.testing.e2e.spoken import SpokenE2ERunner
+    from voicecalm.understanding.understand import CommandGenerator
 
 EXIT_FAILED = 1
 EXIT_LOAD_ERROR = 2
@@ -60,6 +66,30 @@ def _load_project(folder: Path) -> Project:
 def _default_path(project: Path) -> Path:
     tests = project / "tests"
     return tests if holds_e2e_tests(tests) else project / "e2e_tests"
+
+
+def _spoken_runner(
+    project: Project, mode: CommandsMode, actions: ActionRunner | None, generator: CommandGenerator | None
+) -> SpokenE2ERunner:
+    """The runner of `--voice`: the voice pipeline (pipecat, Whisper, Piper) loads only for it."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()  # pipecat logs every frame at DEBUG, from the moment it is imported
+    logger.add(lambda message: sys.stderr.write(message), level="ERROR")  # today's stderr, even if swapped
+    from voicecalm.testing.e2e.spoken import SpokenE2ERunner
+    from voicecalm.voice.settings import LocalAudioSettings, VoiceSettingsError, channel_settings, require_speech_services
+
+    try:
+        # The microphone channel's speech settings, as `voicecalm voice` uses them: ASR, TTS,
+        # VAD and turn end as the author hears the assistant locally.
+        settings = channel_settings(project, "local_audio") or LocalAudioSettings()
+        require_speech_services(settings)
+    except VoiceSettingsError as error:
+        err.print(f"credentials.yml: {error}", style="red", markup=False)
+        raise typer.Exit(EXIT_LOAD_ERROR) from None
+    return SpokenE2ERunner(project, settings=settings, mode=mode.value, actions=actions, generator=generator)
 
 
 async def _run(runner: E2ERunner, cases: list[TestCase], fail_fast: bool) -> list[CaseResult]:
@@ -99,13 +129,15 @@ def e2e(
     ] = None,
     project: Annotated[Path, typer.Option("--project", help="Project folder.")] = Path("."),
     voice: Annotated[
-        bool, typer.Option("--voice", help="Speak each user line through ASR and the voice pipeline.")
+        bool,
+        typer.Option(
+            "--voice",
+            help="Speak each user line in a caller voice through the voice pipeline (VAD, ASR, engine, TTS, "
+            "in real time); /payload lines are typed. Failures show each line as written and as heard.",
+        ),
     ] = False,
 ) -> None:
     """Run e2e test cases; exit 0 when all pass, 1 on a failure, 2 when the tests cannot be loaded."""
-    if voice:
-        err.print("spoken e2e needs the voice pipeline (not built yet)", style="red")
-        raise typer.Exit(EXIT_LOAD_ERROR)
     loaded_project = _load_project(project)
     path = path if path is not None else _default_path(project)
     try:
@@ -123,7 +155,9 @@ def e2e(
         err.print(str(error), style="red")
         raise typer.Exit(EXIT_LOAD_ERROR) from None
 
-    runner = E2ERunner(loaded_project, mode=commands.value, actions=actions, generator=create_generator(loaded_project))
+    generator = create_generator(loaded_project)
+    spoken = _spoken_runner(loaded_project, commands, actions, generator) if voice else None
+    runner = spoken or E2ERunner(loaded_project, mode=commands.value, actions=actions, generator=generator)
     results = asyncio.run(_run(runner, loaded.cases, fail_fast))
 
     print_failures(results, loaded_project, out)
@@ -148,6 +182,8 @@ def e2e(
         write_junit_xml(results, loaded_project, junit_xml)
     if e2e_results is not None:
         write_e2e_results(results, loaded_project, e2e_results)
+    if spoken is not None:
+        print_spoken_summary(results, spoken.lines.describe(), out)
     print_final_line(results, out)
     if du_too_low or not all(result.passed for result in results):
         raise typer.Exit(EXIT_FAILED)

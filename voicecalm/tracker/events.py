@@ -160,6 +160,51 @@ class ConversationResumed(Event):
     name: ClassVar[str] = "resume"
 
 
+# --- voice channels (voice.md §4–§6) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserBargeIn(Event):
+    """The caller spoke over the bot. `metadata.playback` = {heard: [message ids], interrupted:
+    id | None, unheard: [ids], played_ms: audio played of the interrupted message}."""
+
+    name: ClassVar[str] = "user_barge_in"
+
+    @property
+    def interrupted(self) -> str | None:
+        return self.metadata.get("playback", {}).get("interrupted")
+
+    @property
+    def unheard(self) -> list[str]:
+        return list(self.metadata.get("playback", {}).get("unheard", ()))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserSilenceTimeout(Event):
+    name: ClassVar[str] = "user_silence_timeout"
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserInputSuppressed(Event):
+    """A transcript that was not processed: the playing message allowed no interruption, or the
+    active collect takes DTMF only."""
+
+    name: ClassVar[str] = "user_input_suppressed"
+    text: str
+    modality: str = "voice"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStatusChanged(Event):
+    """The phone network reported a call's status (Twilio's status callback: `completed`, `busy`,
+    `no-answer`, `failed`, `canceled`, ...); `metadata` names the channel and the call's duration."""
+
+    name: ClassVar[str] = "call_status"
+    status: str
+
+
 EVENT_TYPES: Mapping[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -179,6 +224,10 @@ EVENT_TYPES: Mapping[str, type[Event]] = {
         Restarted,
         ConversationPaused,
         ConversationResumed,
+        UserBargeIn,
+        UserSilenceTimeout,
+        UserInputSuppressed,
+        CallStatusChanged,
     )
 }
 

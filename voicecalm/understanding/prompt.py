@@ -19,13 +19,13 @@ from voicecalm.project import Flow, Project
 from voicecalm.project.flows import CallStep, CollectStep
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
-from voicecalm.tracker.events import BotUttered, UserUttered
+from voicecalm.tracker.events import BotUttered, UserBargeIn, UserUttered
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "command_prompt.jinja2"
 HISTORY_LINES = 20
 NOT_UNDERSTOOD = "[a message that could not be processed]"
 # voice.md: the tracker marks bot messages the caller cut off or never heard.
-DELIVERY_NOTES = {"interrupted": " [the user interrupted this message]", "not_played": " [the user never heard this message]"}
+INTERRUPTED_NOTE = " (interrupted by the user)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +99,21 @@ def current_state(conversation: Conversation, project: Project) -> tuple[str, Fl
 
 
 def history(conversation: Conversation) -> str:
+    """The conversation as the caller experienced it: a bot message cut by a barge-in is marked,
+    one never played is left out (voice.md §4)."""
+    events = conversation.events_since_last_restart()
+    interrupted = {e.interrupted for e in events if isinstance(e, UserBargeIn)}
+    unheard = {message_id for e in events if isinstance(e, UserBargeIn) for message_id in e.unheard}
     lines = []
-    for event in conversation.events_since_last_restart():
+    for event in events:
         if isinstance(event, UserUttered) and event.text is not None:
             raised_error = any(c.get("command") == Error.command for c in event.commands)
             lines.append(f"USER: {NOT_UNDERSTOOD if raised_error else event.text}")
         elif isinstance(event, BotUttered) and event.text:
-            note = DELIVERY_NOTES.get(str(event.metadata.get("delivery", "")), "")
+            message_id = event.metadata.get("message_id")
+            if message_id in unheard:
+                continue
+            note = INTERRUPTED_NOTE if message_id is not None and message_id in interrupted else ""
             lines.append(f"AI: {event.text}{note}")
     return "\n".join(lines[-HISTORY_LINES:])
 

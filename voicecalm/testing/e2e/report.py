@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voicecalm.project import Project
-from voicecalm.testing.e2e.cases import ExpectBotText, ExpectSlots, ExpectUtter
+from voicecalm.testing.e2e.cases import ExpectBotText, ExpectSlots, ExpectUtter, UserStep
 from voicecalm.testing.e2e.conversation import StepOutcome
 from voicecalm.testing.e2e.du import DuReport, command_lines
 from voicecalm.testing.e2e.results import CaseResult
@@ -43,12 +43,42 @@ def failure_lines(result: CaseResult, project: Project) -> list[str]:
         for event in failure.turn.events if failure.turn else ():
             if (line := event_line(event)) is not None:
                 lines.append(f"    {line}")
-        return lines
-    lines.append(f"  {failure.message}")
-    if not result.case.assertion_style:
-        lines.append("  transcript (- expected, + actual):")
-        lines += [f"  {line}" for line in transcript_diff(result, project)]
-    return lines
+    else:
+        lines.append(f"  {failure.message}")
+        if not result.case.assertion_style:
+            lines.append("  transcript (- expected, + actual):")
+            lines += [f"  {line}" for line in transcript_diff(result, project)]
+    return lines + _spoken_lines(result)
+
+
+def _spoken_lines(result: CaseResult) -> list[str]:
+    """Spoken e2e: each line said before the case stopped, written vs heard, so the author sees
+    whether the ASR or the understanding broke."""
+    lines = []
+    for step, heard, as_written in _spoken(result):
+        mark = "" if as_written else "   <- heard differently"
+        lines.append(f"    line {step.location.line}: written: {step.text}")
+        lines.append(f"    {' ' * len(str(step.location.line))}        heard:   {' | '.join(heard) or '(nothing)'}{mark}")
+    return ["  spoken lines (written / heard by the ASR):", *lines] if lines else []
+
+
+def _spoken(result: CaseResult) -> list[tuple[UserStep, tuple[str, ...], bool]]:
+    """(step, transcripts, heard as written) of each spoken line played."""
+    return [
+        (turn.step, turn.heard, turn.heard_as_written)
+        for turn in result.turns
+        if turn.step is not None and turn.heard is not None
+    ]
+
+
+def print_spoken_summary(results: Sequence[CaseResult], caller: str, console: Console) -> None:
+    spoken = [line for result in results for line in _spoken(result)]
+    as_written = sum(as_written for _, _, as_written in spoken)
+    console.print(
+        f"spoken lines: {len(spoken)}, heard as written: {as_written} "
+        f"(case, punctuation and number spelling aside); caller voice: {caller}",
+        markup=False,
+    )
 
 
 def transcript_diff(result: CaseResult, project: Project) -> list[str]:
@@ -208,5 +238,8 @@ def _result_entry(result: CaseResult, project: Project) -> dict[str, Any]:
             }
         elif not result.case.assertion_style:
             entry["difference"] = transcript_diff(result, project)
+    spoken = [{"line": step.location.line, "written": step.text, "heard": list(heard)} for step, heard, _ in _spoken(result)]
+    if spoken:
+        entry["spoken_lines"] = spoken
     return entry
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from text_to_num import alpha2digit
 
 from voicecalm.project.problems import Location
 from voicecalm.testing.e2e.assertions import AssertionOutcome
@@ -13,10 +16,24 @@ from voicecalm.testing.e2e.du import DuStep
 from voicecalm.tracker.events import Event, UserUttered
 
 
+def _spoken_words(text: str) -> list[str]:
+    # Digits one by one, so "12345678", "1234 5678" and "one two three ..." compare equal.
+    return re.findall(r"[a-z']+|\d", alpha2digit(text.lower().replace(",", ""), "en"))
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     step: UserStep | None  # None: session start and fixtures
     events: Sequence[Event]  # everything the turn appended, the user message included
+    # Spoken e2e: the transcript of each user message the spoken line became (usually one; none
+    # when the ASR heard nothing); None when the step was typed.
+    heard: tuple[str, ...] | None = None
+
+    @property
+    def heard_as_written(self) -> bool:
+        """The ASR heard the written words, case, punctuation and number spelling aside."""
+        assert self.step is not None and self.heard is not None
+        return _spoken_words(self.step.text) == _spoken_words(" ".join(self.heard))
 
     @property
     def bot_side(self) -> Sequence[Event]:

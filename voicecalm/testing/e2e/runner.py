@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Literal
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Literal, Protocol
 
 from voicecalm.actions.runner import ActionRunner
 from voicecalm.assistant import Assistant, UserTurn, language_services
@@ -28,9 +29,39 @@ logger = logging.getLogger(__name__)
 CommandsMode = Literal["oracle", "llm"]
 
 
+class Session(Protocol):
+    """How a test case's messages reach the assistant: typed (`TextSession`) or spoken
+    (`voicecalm.testing.e2e.spoken`)."""
+
+    async def start(self) -> list[Event]:
+        """Session start and the case's fixtures: the events before the first user step."""
+
+    async def send(self, step: UserStep, commands: list[Command] | None) -> Turn:
+        """One user step (`commands`: the oracle's, skipping the generator), and what it appended."""
+
+
+class TextSession:
+    def __init__(self, case: TestCase, assistant: Assistant, sender_id: str) -> None:
+        self.case = case
+        self.assistant = assistant
+        self.sender_id = sender_id
+
+    async def start(self) -> list[Event]:
+        events = list((await self.assistant.start_session(self.sender_id, metadata=self.case.metadata)).events)
+        if self.case.fixtures:
+            events += (await self.assistant.set_slots(self.sender_id, self.case.fixtures)).events
+        return events
+
+    async def send(self, step: UserStep, commands: list[Command] | None) -> Turn:
+        turn = UserTurn(text=step.text, commands=commands, metadata=step.metadata)
+        return Turn(step, (await self.assistant.handle(self.sender_id, turn)).events)
+
+
 class E2ERunner:
     """`oracle`: annotated steps skip the generator; `llm`: every step that reaches the
     generator calls it, and annotated ones are scored for the DU report."""
+
+    assistant_type: type[Assistant] = Assistant  # spoken e2e adds the test's metadata and commands to call turns
 
     def __init__(
         self,
@@ -63,7 +94,7 @@ class E2ERunner:
     async def run_case(self, case: TestCase) -> CaseResult:
         result = CaseResult(case)
         # Each case gets a fresh in-memory tracker: the project's stores are never touched.
-        assistant = Assistant(
+        assistant = self.assistant_type(
             self.project,
             InMemoryTrackerStore(),
             actions=StubbedActions(case.stubs, self.actions),
@@ -87,29 +118,28 @@ class E2ERunner:
             result.failure = Failure(failed.step.location, failed.step.describe(), failed.message or "")
         return result
 
-    async def _play(self, case: TestCase, assistant: Assistant, sender_id: str, result: CaseResult) -> None:
-        events = list((await assistant.start_session(sender_id, metadata=case.metadata)).events)
-        if case.fixtures:
-            events += (await assistant.set_slots(sender_id, case.fixtures)).events
-        result.turns.append(Turn(None, events))
-        judge = self._judge(case)
-        for step in case.steps:
-            if not isinstance(step, UserStep):
-                result.step_outcomes.append(check_step(step, len(result.turns) - 1, result.turns[-1].bot_side))
-                continue
-            turn = await self._user_turn(case, step, assistant, sender_id, result)
-            if turn is None:
-                return
-            outcomes = check_assertions(step, turn.bot_side, judge)
-            result.assertion_outcomes += outcomes
-            failed = next((o for o in outcomes if not o.passed), None)
-            if failed is not None:
-                result.failure = Failure(step.location, step.describe(), failed.message or "", failed, turn)
-                return
+    def _session(self, case: TestCase, assistant: Assistant, sender_id: str) -> AbstractAsyncContextManager[Session]:
+        return nullcontext(TextSession(case, assistant, sender_id))
 
-    async def _user_turn(
-        self, case: TestCase, step: UserStep, assistant: Assistant, sender_id: str, result: CaseResult
-    ) -> Turn | None:
+    async def _play(self, case: TestCase, assistant: Assistant, sender_id: str, result: CaseResult) -> None:
+        async with self._session(case, assistant, sender_id) as session:
+            result.turns.append(Turn(None, await session.start()))
+            judge = self._judge(case)
+            for step in case.steps:
+                if not isinstance(step, UserStep):
+                    result.step_outcomes.append(check_step(step, len(result.turns) - 1, result.turns[-1].bot_side))
+                    continue
+                turn = await self._user_turn(case, step, session, result)
+                if turn is None:
+                    return
+                outcomes = check_assertions(step, turn.bot_side, judge)
+                result.assertion_outcomes += outcomes
+                failed = next((o for o in outcomes if not o.passed), None)
+                if failed is not None:
+                    result.failure = Failure(step.location, step.describe(), failed.message or "", failed, turn)
+                    return
+
+    async def _user_turn(self, case: TestCase, step: UserStep, session: Session, result: CaseResult) -> Turn | None:
         commands: list[Command] | None = None
         if step.reaches_generator:
             if self.mode == "oracle" and step.annotation is not None:
@@ -118,8 +148,7 @@ class E2ERunner:
             elif self.generator is None:
                 result.failure = Failure(step.location, step.describe(), self._no_generator(case, step))
                 return None
-        handled = await assistant.handle(sender_id, UserTurn(text=step.text, commands=commands, metadata=step.metadata))
-        turn = Turn(step, handled.events)
+        turn = await session.send(step, commands)
         result.turns.append(turn)
         if self.mode == "llm" and step.annotation is not None:
             result.du_steps.append(
@@ -129,7 +158,7 @@ class E2ERunner:
                     step.location.line,
                     step.text,
                     step.annotation.commands,
-                    predicted_commands(handled.events),
+                    predicted_commands(turn.events),
                 )
             )
         return turn
