@@ -2,11 +2,11 @@
 tiny.en, the engine, Piper) with the example assistant and its real command generator (no `llm:`
 in config.yml: the embedded Qwen2.5-Coder-1.5B on llama.cpp).
 
-Each call barges into the greeting with its first line (the barge-in figures), then says each
-line once the bot has answered and played the previous one. Per turn, end of caller speech →
-first bot audio written, split by stage (voicecalm/voice/timeline.py), reported separately for
-turns the fast path understood (bare answers to a collect: "Checking.", "Yes, please.", an
-amount) and turns the model understood. Prints p50/p90 next to the goals; writes JSON with
+Each call barges into the greeting with its first line (the barge-in figures), keys the login,
+then says each line once the bot has answered and played the previous one. Per turn, end of
+caller speech → first bot audio written, split by stage (voicecalm/voice/timeline.py), reported
+separately for turns the fast path understood (bare answers to a collect: "Checking.", "Yes,
+please.", an amount) and turns the model understood. Prints p50/p90 next to the goals; writes JSON with
 every turn and the machine's load average (the machine may be shared).
 """
 
@@ -46,15 +46,14 @@ TURN_FIELDS = {"index", "transcript", "text", "fast_path", "commands", "latency_
 
 # Lines without a fixture: bare values, which the fast path takes (the fixture says "Checking, please.").
 SYNTHESISED = {"say_checking": "Checking.", "say_savings": "Savings."}
-KEYED_PASSCODE = "keys:2468"  # keyed, not said: one command-generator call less per call on a busy machine
+# The login is keyed: a spoken customer number goes to the model, and on a busy machine one
+# answer past the model's 7 s timeout leaves the call asking for it again, so no later line fits.
+KEYED_LOGIN = ["keys:12345678", "keys:2468"]
 # One call each; fixture names from audio_fixtures/ (login Maria Garcia: 12345678 / 2468).
 SCRIPTS = [
-    ["check_balance", "customer_number", KEYED_PASSCODE, "say_checking", "deny_no"],
-    [
-        "transfer_money", "customer_number", KEYED_PASSCODE, "say_savings", "recipient_david", "amount_250", "confirm_yes",
-        "deny_no",
-    ],
-    ["block_card", "customer_number", KEYED_PASSCODE, "confirm_yes", "deny_no", "deny_no"],
+    ["check_balance", *KEYED_LOGIN, "say_checking", "deny_no"],
+    ["transfer_money", *KEYED_LOGIN, "say_savings", "recipient_david", "amount_250", "confirm_yes", "deny_no"],
+    ["block_card", *KEYED_LOGIN, "confirm_yes", "deny_no", "deny_no"],
 ]
 
 

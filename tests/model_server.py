@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from voicecalm.testing.action_server import free_port
+from voicecalm.understanding.llm import load_litellm
 
 
 class ModelServer:
@@ -56,6 +57,7 @@ class ModelServer:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[ModelServer]:
+    load_litellm()  # imported once here, so the tests' reply timeouts time replies, not the import
     server = ModelServer()
     server.thread.start()
     while not server.server.started:

@@ -64,11 +64,18 @@ def settings_from_config(config: LlmConfig, project: Project) -> LlmSettings:
     )
 
 
-async def complete(settings: LlmSettings, prompt: str, grammar: str | None = None) -> str:
-    """One completion; raises `LlmError` on any failure, never waits past the timeout."""
-    import litellm  # slow to import (~3 s): only processes that use a model pay for it
+def load_litellm() -> Any:
+    """litellm, imported on first use (3–8 s: only processes that use a model pay for it), in a
+    worker thread so the event loop keeps running meanwhile."""
+    import litellm
 
     litellm.suppress_debug_info = True  # its "Give Feedback" banner would fill our logs
+    return litellm
+
+
+async def complete(settings: LlmSettings, prompt: str, grammar: str | None = None) -> str:
+    """One completion; raises `LlmError` on any failure, never waits past the timeout."""
+    litellm = await asyncio.to_thread(load_litellm)
 
     extra_body = dict(settings.extra_body)
     if grammar is not None:
@@ -125,8 +132,7 @@ class LiteLLMEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        import litellm  # slow (~3 s): only when this embedder is used
-
+        litellm = await asyncio.to_thread(load_litellm)
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
