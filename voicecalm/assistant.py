@@ -183,15 +183,7 @@ class Assistant:
             working = committed.fork()
             kept = dict(working.slots)
             parse_data = {"intent": {}, "entities": [], "commands": [SessionStart().to_json()]}
-            working.apply(
-                UserUttered(
-                    text=turn.text,
-                    parse_data=parse_data,
-                    input_channel=turn.input_channel,
-                    message_id=turn.message_id or uuid.uuid4().hex,
-                    metadata=dict(turn.metadata),
-                )
-            )
+            working.apply(user_event(turn, parse_data))
             resumed = self._new_turn(working, turn, on_message)
             await begin_session(resumed, {})
             # The same caller, moments later: what they told the bot stays, whatever the
@@ -286,15 +278,7 @@ class Assistant:
         parse_data: dict[str, Any] = {"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]}
         if understood.fast_path:
             parse_data["fast_path"] = True
-        working.apply(
-            UserUttered(
-                text=turn.text,
-                parse_data=parse_data,
-                input_channel=turn.input_channel,
-                message_id=turn.message_id or uuid.uuid4().hex,
-                metadata=dict(turn.metadata),
-            )
-        )
+        working.apply(user_event(turn, parse_data))
         with metrics.stage("dialogue"):
             dialogue = self._new_turn(working, turn, on_message, services)
             if not any(isinstance(c, UserSilence) for c in predicted):
@@ -336,6 +320,16 @@ class Assistant:
         }
         if hashes != (dialogue.conversation.slots.get("flow_hashes") or {}):
             dialogue.set_slot("flow_hashes", hashes)
+
+
+def user_event(turn: UserTurn, parse_data: Mapping[str, Any]) -> UserUttered:
+    return UserUttered(
+        text=turn.text,
+        parse_data=parse_data,
+        input_channel=turn.input_channel,
+        message_id=turn.message_id or uuid.uuid4().hex,
+        metadata=dict(turn.metadata),
+    )
 
 
 # --- language services ------------------------------------------------------------------------

@@ -158,7 +158,7 @@ async def test_fast_path_for_bool_and_categorical(chat: Chat, model: ModelServer
     model.completions.append("start flow transfer_money\nset slot recipient Jane\nset slot amount 20")
     assert await chat.type("send Jane 20") == ["utter_ask_confirmed"]
     calls = len(model.prompts)
-    await chat.type("Yes.")
+    await chat.type("Yes, please.")  # as a transcript punctuates it
     assert len(model.prompts) == calls and chat.last.commands == [SetSlot("confirmed", True)]
     model.completions.append("start flow pay_bill")
     await chat.type("pay a bill")

@@ -19,10 +19,12 @@ YES = frozenset({"yes", "yeah", "yep", "yup", "sure", "correct", "yes please", "
 NO = frozenset({"no", "nope", "nah", "no thanks", "no thank you", "not really"})
 _AMOUNT = re.compile(r"^(?:\$|€|£)?\s*(-?\d{1,9}(?:[.,]\d{1,2})?)\s*(?:\$|€|£|dollars?|bucks|euros?|pounds?|usd)?$")
 _EDGE_PUNCTUATION = " \t.!?,;:'\""
+_INNER_PAUSE = re.compile(r"[,;:!?]\s")
 
 
 def _normalised(text: str) -> str:
-    return " ".join(text.strip(_EDGE_PUNCTUATION).lower().split())
+    # Transcripts punctuate inside short answers ("Yes, please."); "2,500" keeps its comma.
+    return " ".join(_INNER_PAUSE.sub(" ", text).strip(_EDGE_PUNCTUATION).lower().split())
 
 
 def _value(kind: str, text: str, allowed: tuple[Any, ...]) -> tuple[bool, Any]:
