@@ -294,17 +294,18 @@ class EngineProcessor(pc.FrameProcessor):
         """Arm when the bot has finished speaking and waits for the caller (voice.md §5)."""
         if self._ended or self.playback.pending or not self._jobs.empty() or (self._bot_turn and self._bot_turn.running):
             return
-        collect = active_collect(conversation.stack, self.project) if conversation is not None else None
         if conversation is None:
             self._enqueue(self._arm_silence_from_store)
-            return
-        self.silence.arm(silence_timeout_for(collect.step if collect else None, self.call.channel, self.default_silence))
+        else:
+            self._arm_silence(conversation)
 
     async def _arm_silence_from_store(self) -> None:
-        conversation = await self.assistant.conversation(self.call.call_id)
         if not self.playback.pending and self._jobs.empty():
-            collect = active_collect(conversation.stack, self.project)
-            self.silence.arm(silence_timeout_for(collect.step if collect else None, self.call.channel, self.default_silence))
+            self._arm_silence(await self.assistant.conversation(self.call.call_id))
+
+    def _arm_silence(self, conversation: Conversation) -> None:
+        collect = active_collect(conversation.stack, self.project)
+        self.silence.arm(silence_timeout_for(collect.step if collect else None, self.call.channel, self.default_silence))
 
     # --- bot output ---------------------------------------------------------------------------
 
