@@ -6,10 +6,14 @@ questions the documents cannot answer. Prints:
 - hit@1 / hit@3: the right document is the source of the best / one of the best three passages;
 - the no-answer gate at `DEFAULT_THRESHOLD`: answerable questions kept, unanswerable refused,
   and the threshold that would be best on this set;
-- latency: index build (chunk + embed all chunks), query embedding, FAISS search, extractive answer.
+- latency: index build (chunk + embed all chunks), query embedding, FAISS search, extractive answer;
+- with `--llm N`: the first N answerable questions answered by the example assistant's model (the
+  embedded one unless config.yml names another), streamed: time to the first sentence (when a
+  voice call starts speaking) and to the whole answer, with `--llm-timeout` instead of the
+  model's own timeout so that slow answers are measured rather than cut off.
 Writes JSON to benchmarks/results/knowledge_retrieval.json.
 
-    .venv/bin/python benchmarks/knowledge_retrieval.py [--repeat 3]
+    .venv/bin/python benchmarks/knowledge_retrieval.py [--repeat 3] [--llm 10 --llm-timeout 60]
 """
 
 from __future__ import annotations
@@ -17,15 +21,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from voicecalm.knowledge import DEFAULT_THRESHOLD, ExtractiveAnswerer, KnowledgeIndex
+from voicecalm.knowledge.answer import LlmAnswerer
+from voicecalm.knowledge.responder import ANSWER_MAX_TOKENS
 from voicecalm.models.embedder import LocalEmbedder
+from voicecalm.project import load_project
+from voicecalm.understanding.factory import llm_settings_source
+from voicecalm.understanding.llm import LlmSettings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "knowledge_retrieval.json"
@@ -113,7 +124,46 @@ def best_threshold(answerable: list[float], unanswerable: list[float]) -> tuple[
     return best[len(best) // 2], top / (len(answerable) + len(unanswerable))
 
 
-async def main(repeat: int) -> dict:
+async def llm_answers(index: KnowledgeIndex, embedder: LocalEmbedder, count: int, timeout: float) -> dict:
+    project = load_project(REPOSITORY)
+    source = llm_settings_source(project, max_tokens=ANSWER_MAX_TOKENS, temperature=0.0)
+    if source is None:
+        raise SystemExit("the example assistant has no model for document answers")
+
+    async def settings() -> LlmSettings:
+        return replace(await source(), timeout=timeout)
+
+    answerer = LlmAnswerer(settings, ExtractiveAnswerer(embedder))
+    await settings()  # starts the model (and assembles it on first use); not counted
+    rows = []
+    for question, _ in ANSWERABLE[:count]:
+        passages = await index.search(question, 3)
+        begin = time.perf_counter()
+        first: list[float] = []
+
+        def on_part(_: object) -> None:
+            if not first:
+                first.append(time.perf_counter() - begin)
+
+        answer = await answerer.answer(question, passages, on_part=on_part)
+        total = time.perf_counter() - begin
+        rows.append({"question": question, "method": answer.method, "answer": answer.text,
+                     "first_sentence_s": round(first[0], 3) if first else None, "total_s": round(total, 3)})
+    firsts = [r["first_sentence_s"] for r in rows if r["method"] == "llm" and r["first_sentence_s"] is not None]
+    totals = [r["total_s"] for r in rows if r["method"] == "llm"]
+    return {
+        "model": (await settings()).model,
+        "questions": len(rows),
+        "answered_by_model": len(totals),
+        "no_answer": sum(r["answer"] is None for r in rows),
+        "first_sentence_s": {"p50": round(percentile(firsts, 50), 3), "p90": round(percentile(firsts, 90), 3)} if firsts else None,
+        "whole_answer_s": {"p50": round(percentile(totals, 50), 3), "p90": round(percentile(totals, 90), 3)} if totals else None,
+        "load_average": os.getloadavg()[0],
+        "answers": rows,
+    }
+
+
+async def main(repeat: int, llm: int, llm_timeout: float) -> dict:
     embedder = LocalEmbedder.shared()
     begin = time.perf_counter()
     await asyncio.to_thread(embedder.load)
@@ -192,7 +242,10 @@ async def main(repeat: int) -> dict:
         "faiss_search_ms": {"p50": round(percentile(search_ms, 50), 3), "p95": round(percentile(search_ms, 95), 3)},
         "extractive_answer_ms": {"p50": round(percentile(answer_ms, 50), 2), "p95": round(percentile(answer_ms, 95), 2)},
     }
-    return {"summary": summary, "questions": results}
+    data = {"summary": summary, "questions": results}
+    if llm:
+        data["llm_answers"] = await llm_answers(index, embedder, llm, llm_timeout)
+    return data
 
 
 def report(data: dict) -> None:
@@ -214,18 +267,27 @@ def report(data: dict) -> None:
         f"query embed p50 {s['query_embed_ms']['p50']} ms p95 {s['query_embed_ms']['p95']} ms; "
         f"FAISS search p50 {s['faiss_search_ms']['p50']} ms; extractive answer p50 {s['extractive_answer_ms']['p50']} ms"
     )
+    if (llm := data.get("llm_answers")) is not None:
+        print(
+            f"LLM answers ({llm['model']}, load {llm['load_average']:.1f}): {llm['answered_by_model']}/{llm['questions']} by the model "
+            f"({llm['no_answer']} said there is no answer); first sentence {llm['first_sentence_s']}; whole answer {llm['whole_answer_s']}"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="query embeddings timed per question")
     parser.add_argument("--verbose", action="store_true", help="print every question's answer")
+    parser.add_argument("--llm", type=int, default=0, help="answer this many questions with the assistant's model")
+    parser.add_argument("--llm-timeout", type=float, default=60.0, help="seconds the model may take to start answering")
     args = parser.parse_args()
-    data = asyncio.run(main(args.repeat))
+    data = asyncio.run(main(args.repeat, args.llm, args.llm_timeout))
     report(data)
     if args.verbose:
         for r in data["questions"]:
             print(f"- {r['question']}\n  [{r['top3'][0]['source']} {r['top3'][0]['score']}] {r['answer']}")
+        for r in data.get("llm_answers", {}).get("answers", []):
+            print(f"- {r['question']}\n  [{r['method']} {r['first_sentence_s']} / {r['total_s']} s] {r['answer']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS.relative_to(REPOSITORY)}")

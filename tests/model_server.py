@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from voicecalm.testing.action_server import free_port
@@ -32,6 +34,12 @@ class ModelServer:
         self.delay = 0.0
         self.status = 200
         self.respond: Callable[[str], str] | None = None
+        # Streamed replies come word by word, `piece_delay` apart; after `stall_after` words the
+        # model falls silent for good (a stream that dies half-way).
+        self.piece_delay = 0.0
+        self.stall_after: int | None = None
+        self.streams_closed = 0
+        self.streams_finished: list[float] = []  # time.monotonic() of each stream's last word
         app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -48,11 +56,34 @@ class ModelServer:
             content = self.respond(self.prompts[-1])
         else:
             content = self.completions.pop(0) if self.completions else ""
+        if body.get("stream"):
+            return StreamingResponse(self.pieces(body["model"], content), media_type="text/event-stream")
         return JSONResponse({
             "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         })
+
+    async def pieces(self, model: str, content: str) -> AsyncIterator[str]:
+        def event(delta: dict[str, str], finish: str | None = None) -> str:
+            chunk = {
+                "id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        try:
+            yield event({"role": "assistant", "content": ""})
+            for number, word in enumerate(re.findall(r"\S+\s*", content)):
+                if self.stall_after is not None and number >= self.stall_after:
+                    await asyncio.sleep(3600)
+                await asyncio.sleep(self.piece_delay)
+                yield event({"content": word})
+            self.streams_finished.append(time.monotonic())
+            yield event({}, "stop")
+            yield "data: [DONE]\n\n"
+        finally:
+            self.streams_closed += 1
 
 
 @pytest.fixture(scope="module")
@@ -73,4 +104,5 @@ def fake_model(model: ModelServer) -> ModelServer:
     model.prompts.clear()
     model.bodies.clear()
     model.delay, model.status, model.respond = 0.0, 200, None
+    model.piece_delay, model.stall_after, model.streams_closed = 0.0, None, 0
     return model

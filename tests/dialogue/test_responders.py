@@ -14,11 +14,13 @@ from typing import Any
 from tests.dialogue.conftest import Chat
 from tests.dialogue.test_patterns import bank_project, started, started_chat
 from tests.model_server import ModelServer
-from voicecalm.assistant import Assistant, language_services
+from voicecalm.assistant import Assistant, UserTurn, language_services
+from voicecalm.dialogue.commands import Knowledge
 from voicecalm.dialogue.executor import TurnServices
+from voicecalm.knowledge.index import split_sentences
 from voicecalm.nlg.rephrase import LlmChitchatResponder, LlmRephraser
 from voicecalm.project import load_project
-from voicecalm.tracker.events import ActionExecuted, BotUttered, SlotSet
+from voicecalm.tracker.events import ActionExecuted, BotUttered, FlowStarted, SlotSet
 from voicecalm.tracker.stores import InMemoryTrackerStore
 from voicecalm.understanding.factory import completer
 from voicecalm.understanding.llm import LlmSettings
@@ -49,19 +51,28 @@ class Result:
 
 
 class ScriptedKnowledge:
-    """Answers from a dict of question → text; records what it was asked."""
+    """Answers from a dict of question → text, sentence by sentence when asked for parts;
+    records what it was asked. `fail`: raises before answering; `fail_after_parts`: after the
+    parts (a model that dies half-way)."""
 
-    def __init__(self, answers: dict[str, str], fail: bool = False) -> None:
+    def __init__(self, answers: dict[str, str], fail: bool = False, fail_after_parts: bool = False) -> None:
         self.answers = answers
         self.fail = fail
+        self.fail_after_parts = fail_after_parts
         self.asked: list[tuple[str, list[tuple[str, str]]]] = []
 
-    async def respond(self, question: str, history=()) -> Result:
+    async def respond(self, question: str, history=(), on_part=None) -> Result:
         self.asked.append((question, list(history)))
         if self.fail:
             raise RuntimeError("index is broken")
         text = self.answers.get(question)
-        return Result(text, [{"source": "fees.md", "heading": "Fees > Overdraft", "score": 0.8}] if text else [])
+        sources = [{"source": "fees.md", "heading": "Fees > Overdraft", "score": 0.8}] if text else []
+        if on_part is not None and text:
+            for sentence in split_sentences(text):
+                on_part(Result(sentence, sources))
+            if self.fail_after_parts:
+                raise RuntimeError("the model went away")
+        return Result(text, sources)
 
 
 def complete_with(server: ModelServer, timeout: float = 2.0):
@@ -97,6 +108,32 @@ async def test_search_without_an_answer_cannot_handle(tmp_path: Path) -> None:
 async def test_a_failing_search_cannot_handle(tmp_path: Path) -> None:
     chat = await started_chat(bank_project(tmp_path, flows=SEARCH_FLOWS), knowledge=ScriptedKnowledge({}, fail=True))
     assert (await chat.say("provide info", text="what is the overdraft fee?"))[0] == "utter_no_relevant_answer_found"
+
+
+async def test_a_streaming_turn_sends_the_answer_sentence_by_sentence(tmp_path: Path) -> None:
+    answer = "It is $25 per item. It is charged once a day."
+    knowledge = ScriptedKnowledge({"what is the overdraft fee?": answer})
+    chat = await started_chat(bank_project(tmp_path, flows=SEARCH_FLOWS), knowledge=knowledge)
+    heard: list[str | None] = []
+    turn = UserTurn(text="what is the overdraft fee?", commands=[Knowledge()], input_channel="rest")
+    chat.last = await chat.assistant.handle(chat.sender_id, turn, on_message=lambda m: heard.append(m.text))
+    assert heard[:2] == ["It is $25 per item.", "It is charged once a day."]
+    uttered = chat.events(BotUttered)
+    assert [e.text for e in uttered[:2]] == heard[:2]
+    assert all(e.metadata["search"]["sources"][0]["source"] == "fees.md" for e in uttered[:2])
+    assert len({e.metadata["message_id"] for e in uttered[:2]}) == 2  # heard or cut off one by one
+    # Without a listener (text channels) the same answer is one message.
+    await chat.say("provide info", text="what is the overdraft fee?")
+    assert chat.texts[0] == answer
+
+
+async def test_a_stream_that_breaks_off_keeps_what_was_said(tmp_path: Path) -> None:
+    knowledge = ScriptedKnowledge({"what is the overdraft fee?": "It is $25 per item."}, fail_after_parts=True)
+    chat = await started_chat(bank_project(tmp_path, flows=SEARCH_FLOWS), knowledge=knowledge)
+    turn = UserTurn(text="what is the overdraft fee?", commands=[Knowledge()], input_channel="rest")
+    chat.last = await chat.assistant.handle(chat.sender_id, turn, on_message=lambda m: None)
+    assert chat.texts[0] == "It is $25 per item."
+    assert "pattern_cannot_handle" not in [e.flow_id for e in chat.events(FlowStarted)]
 
 
 async def test_search_inside_a_flow_answers_then_asks_again_with_history(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ a closed port stands for a model that is down."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from voicecalm.knowledge.answer import (
     NO_ANSWER,
     ExtractiveAnswerer,
     LlmAnswerer,
+    SpokenSentences,
     clean_answer,
 )
+from voicecalm.knowledge.index import split_sentences
 from voicecalm.knowledge.responder import (
     KnowledgeResponder,
     create_knowledge_responder,
@@ -138,6 +141,75 @@ async def test_a_short_follow_up_is_searched_with_the_previous_question(project_
     assert is_follow_up("and the fraud line?") and not is_follow_up("how much does a cashier's check cost?")
     # A question that is not a follow-up is never mixed with the one before.
     assert (await responder(project_root).respond("do you offer pet insurance?", history)).text is None
+
+
+FEE_ANSWER = "An overdraft costs $25 per item. It is charged once per day. You can ask us to waive the first one."
+
+
+async def test_a_streamed_answer_is_given_sentence_by_sentence_while_the_model_writes(
+    project_root: Path, fake_model: ModelServer
+) -> None:
+    fake_model.completions.append(FEE_ANSWER)
+    fake_model.piece_delay = 0.02
+    llm = LlmAnswerer(settings_for(fake_model.port), ExtractiveAnswerer(LocalEmbedder.shared()))
+    parts: list[tuple[str | None, int]] = []
+    answer = await responder(project_root, llm).respond(
+        "how much is the overdraft fee?", on_part=lambda part: parts.append((part.text, fake_model.streams_closed))
+    )
+    assert [text for text, _ in parts] == split_sentences(FEE_ANSWER)
+    assert parts[0][1] == 0, "the first sentence came while the model was still writing"
+    assert answer.text == FEE_ANSWER and answer.method == "llm"
+
+
+async def test_a_streamed_answer_stops_the_model_at_the_sentence_limit(project_root: Path, fake_model: ModelServer) -> None:
+    fake_model.completions.append(FEE_ANSWER + " Four. Five. Six. Seven. Eight.")
+    fake_model.piece_delay = 0.05
+    llm = LlmAnswerer(settings_for(fake_model.port), ExtractiveAnswerer(LocalEmbedder.shared()))
+    answer = await responder(project_root, llm).respond("how much is the overdraft fee?")
+    assert answer.text == FEE_ANSWER
+    # The request was closed: the server's stream ends without writing the rest.
+    for _ in range(100):
+        if fake_model.streams_closed:
+            break
+        await asyncio.sleep(0.02)
+    assert fake_model.streams_closed == 1
+
+
+async def test_a_stream_that_stalls_after_a_sentence_ends_there(project_root: Path, fake_model: ModelServer) -> None:
+    fake_model.completions.append(FEE_ANSWER)
+    fake_model.stall_after = 9  # "An overdraft costs $25 per item. It is charged" ... silence
+    llm = LlmAnswerer(settings_for(fake_model.port, timeout=1.0), ExtractiveAnswerer(LocalEmbedder.shared()))
+    parts: list[str | None] = []
+    answer = await responder(project_root, llm).respond("how much is the overdraft fee?", on_part=lambda p: parts.append(p.text))
+    assert answer.text == "An overdraft costs $25 per item." and answer.method == "llm"
+    assert parts == [answer.text], "nothing is said twice, nothing falls back to the documents"
+
+
+async def test_a_stream_that_stalls_before_a_sentence_falls_back(project_root: Path, fake_model: ModelServer) -> None:
+    fake_model.completions.append(FEE_ANSWER)
+    fake_model.stall_after = 3
+    llm = LlmAnswerer(settings_for(fake_model.port, timeout=1.0), ExtractiveAnswerer(LocalEmbedder.shared()))
+    parts: list[str | None] = []
+    answer = await responder(project_root, llm).respond("how much is the overdraft fee?", on_part=lambda p: parts.append(p.text))
+    assert answer.method == "extractive" and "$25" in (answer.text or "")
+    assert parts == [answer.text]
+
+
+async def test_a_streamed_no_answer_gives_no_part(project_root: Path, fake_model: ModelServer) -> None:
+    fake_model.completions.append("NO_ANSWER")
+    llm = LlmAnswerer(settings_for(fake_model.port), ExtractiveAnswerer(LocalEmbedder.shared()))
+    parts: list[object] = []
+    answer = await responder(project_root, llm).respond("how much is the overdraft fee for students?", on_part=parts.append)
+    assert answer.text is None and parts == []
+
+
+def test_spoken_sentences_from_pieces() -> None:
+    sentences = SpokenSentences(max_sentences=3, max_chars=60)
+    given = [s for piece in ["Answer: It costs **$3", "0**. Two", " dollars", " more. Then", " a very long third sentence that is over the limit."] for s in sentences.feed(piece)]
+    assert given == ["It costs $30.", "Two dollars more."]
+    assert sentences.finish() == [] and sentences.done and sentences.text == "It costs $30. Two dollars more."
+    stopped = SpokenSentences()
+    assert stopped.feed("One. NO_ANSWER. Two. ") == ["One."] and stopped.done
 
 
 def test_clean_answer() -> None:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from tests.model_server import ModelServer
-from tests.voice.conftest import caller
+from tests.voice.conftest import DOCUMENT_ANSWER, caller
 from voicecalm.assistant import Assistant
+from voicecalm.knowledge.index import split_sentences
 from voicecalm.testing.voice_call import VoiceCall
 from voicecalm.tracker.events import (
     BotUttered,
@@ -161,6 +162,27 @@ async def test_a_transcript_arriving_while_a_protected_message_plays_is_recorded
 
     suppressed = [e for e in conversation.events if isinstance(e, UserInputSuppressed)]
     assert [(e.text, e.reason, e.modality) for e in suppressed] == [("I said yes", "not_interruptible", "voice")]
+
+
+async def test_a_document_answer_is_spoken_while_the_model_is_still_writing_it(
+    runtime: VoiceRuntime, voice_model: ModelServer
+) -> None:
+    voice_model.piece_delay = 0.25  # ~5 s for the whole answer
+    try:
+        async with VoiceCall(runtime) as call:
+            await call.settled()
+            before_question = len(call.bot.chunks)
+            await call.say(caller("question_overdraft"))
+            conversation = await call.conversation()
+    finally:
+        voice_model.piece_delay = 0.0
+
+    answer = [e for e in conversation.events if isinstance(e, BotUttered) and "search" in e.metadata]
+    assert [e.text for e in answer] == split_sentences(DOCUMENT_ANSWER)
+    assert answer[0].metadata["search"]["sources"][0]["source"] == "overdraft.md"
+    first_answer_audio = call.bot.started + call.bot.chunks[before_question][0]
+    assert first_answer_audio < voice_model.streams_finished[-1], "the first sentence was heard before the model finished"
+    assert rms(b"".join(pcm for _, pcm in call.bot.chunks[before_question:])) > 0.01
 
 
 async def test_noise_is_not_a_turn(runtime: VoiceRuntime) -> None:

@@ -21,7 +21,7 @@ from voicecalm.dialogue.stack import Frame
 from voicecalm.dialogue.action_results import apply_action_result
 from voicecalm.dialogue.builtin_actions import BUILTIN_ACTION_HANDLERS
 from voicecalm.dialogue.commands import CANNOT_HANDLE_CHITCHAT, CANNOT_HANDLE_NO_RELEVANT_ANSWER
-from voicecalm.dialogue.responders import ChitchatResponder, History, KnowledgeResponder, Rephraser
+from voicecalm.dialogue.responders import ChitchatResponder, History, KnowledgeResponder, Rephraser, SearchResult
 from voicecalm.dialogue.templates import readable_list, render, render_condition
 from voicecalm.nlg import BotMessage, ResponseRenderer
 from voicecalm.project import Flow, Project
@@ -207,17 +207,32 @@ class Turn:
             await self.answer_chitchat()
 
     async def answer_search(self) -> None:
+        """A document answer. In a streaming turn (a voice call) each part of it is sent as it
+        comes, so the caller hears the first sentence while the model writes the next."""
         responder, question = self.services.knowledge, self.latest_user_text()
+        parts_sent = 0
+
+        def send_part(part: SearchResult) -> None:
+            nonlocal parts_sent
+            parts_sent += 1
+            self.send_search_answer(part)
+
         result = None
         if responder is not None and question:
+            on_part = send_part if self.on_message is not None else None
             try:
-                result = await responder.respond(question, self.history(before_latest_user=True))
+                result = await responder.respond(question, self.history(before_latest_user=True), on_part)
             except Exception:  # a broken index or embedder must not break the conversation
                 logger.exception("the document search failed; answering that nothing was found")
+        if parts_sent:
+            return
         if result is not None and result.text:
-            self.send(BotMessage(text=result.text, metadata={"search": {"sources": list(result.sources)}}))
+            self.send_search_answer(result)
         else:
             self.push_pattern(CANNOT_HANDLE, reason=CANNOT_HANDLE_NO_RELEVANT_ANSWER)
+
+    def send_search_answer(self, result: SearchResult) -> None:
+        self.send(BotMessage(text=result.text, metadata={"search": {"sources": list(result.sources)}}))
 
     async def answer_chitchat(self) -> None:
         """A free-form reply takes the place of `utter_free_chitchat_response`'s text; without

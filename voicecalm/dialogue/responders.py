@@ -8,7 +8,7 @@ ever returns text, so what it says can never run an action or change a slot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 History = Sequence[tuple[str, str]]  # ("user" | "bot", text), oldest first
@@ -23,7 +23,11 @@ class SearchResult(Protocol):
 
 
 class KnowledgeResponder(Protocol):
-    async def respond(self, question: str, history: History = ()) -> SearchResult: ...
+    async def respond(
+        self, question: str, history: History = (), on_part: Callable[[SearchResult], None] | None = None
+    ) -> SearchResult:
+        """The answer; with `on_part`, its text also comes in parts (sentences) as each is known."""
+        ...
 
 
 class ChitchatResponder(Protocol):

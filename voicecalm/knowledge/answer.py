@@ -6,12 +6,14 @@ one relevance gate: if the best passage scores below `threshold` there is no rel
 no model is asked. `ExtractiveAnswerer` needs no LLM: it answers with the one or two sentences of
 the best passages that are most similar to the question, kept short enough to speak.
 `LlmAnswerer` asks a language model for a short spoken answer grounded only in the passages (or
-`NO_ANSWER`), and falls back to the extractive answer when the model fails or times out.
+`NO_ANSWER`), streamed sentence by sentence, and falls back to the extractive answer when the
+model fails or times out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections import OrderedDict
@@ -21,9 +23,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from voicecalm.knowledge.index import Passage, split_sentences
+from voicecalm.knowledge.index import Passage, finished_sentences, split_sentences
 from voicecalm.models.embedder import Embedder
-from voicecalm.understanding.llm import LlmSettings, complete
+from voicecalm.understanding.llm import LlmSettings, stream
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,16 @@ class Answer:
         return [{"source": p.source, "heading": p.heading, "score": round(p.score, 3)} for p in self.passages]
 
 
+PartSink = Callable[[Answer], None]
+
+
 class Answerer(Protocol):
-    async def answer(self, question: str, passages: Sequence[Passage], history: History = ()) -> Answer: ...
+    async def answer(
+        self, question: str, passages: Sequence[Passage], history: History = (), on_part: PartSink | None = None
+    ) -> Answer:
+        """The answer. With `on_part`, its text is also handed over in parts (each an `Answer`
+        with the same passages) as soon as each part is known; the parts make up the whole."""
+        ...
 
 
 def is_relevant(passages: Sequence[Passage], threshold: float) -> bool:
@@ -120,8 +130,15 @@ class ExtractiveAnswerer:
             self._vectors.popitem(last=False)
         return np.stack(rows)
 
-    async def answer(self, question: str, passages: Sequence[Passage], history: History = ()) -> Answer:
-        passages = tuple(passages)
+    async def answer(
+        self, question: str, passages: Sequence[Passage], history: History = (), on_part: PartSink | None = None
+    ) -> Answer:
+        answer = await self._answer(question, tuple(passages))
+        if on_part is not None and answer.text is not None:
+            on_part(answer)  # all of it is known at once: one part
+        return answer
+
+    async def _answer(self, question: str, passages: tuple[Passage, ...]) -> Answer:
         if not is_relevant(passages, self.threshold):
             return Answer(text=None, passages=passages, score=passages[0].score if passages else 0.0)
         best = passages[0].score
@@ -175,31 +192,80 @@ def _answer_prompt(question: str, passages: Sequence[Passage], history: History)
     return ANSWER_PROMPT.format(documents=documents, conversation=conversation, question=question, no_answer=NO_ANSWER)
 
 
+class SpokenSentences:
+    """The model's answer, written piece by piece, turned into speakable sentences as soon as each
+    one is complete: at most `max_sentences`, at most `max_chars` (the first sentence always).
+    `NO_ANSWER` anywhere ends the answer; said before any sentence, it means no answer."""
+
+    def __init__(self, max_sentences: int = 3, max_chars: int = 400) -> None:
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars
+        self.sentences: list[str] = []
+        self.done = False
+        self._pending = ""
+
+    @property
+    def text(self) -> str | None:
+        return " ".join(self.sentences) or None
+
+    def feed(self, piece: str) -> list[str]:
+        """The sentences `piece` completes (the last one may go on in the next piece)."""
+        if self.done:
+            return []
+        finished, self._pending = finished_sentences(self._pending + piece)
+        return self._take(finished)
+
+    def finish(self) -> list[str]:
+        """The rest, once the model has stopped writing."""
+        if self.done:
+            return []
+        rest, self._pending = self._pending, ""
+        return self._take(split_sentences(rest) or [rest])
+
+    def _take(self, parts: list[str]) -> list[str]:
+        taken = []
+        for part in parts:
+            if NO_ANSWER in part or re.fullmatch(r"\W*no[ _]answer\W*", part, flags=re.IGNORECASE):
+                self.done = True
+                break
+            sentence = self._clean(part, first=not self.sentences)
+            if not sentence:
+                continue
+            if self.sentences and len(self.text or "") + 1 + len(sentence) > self.max_chars:
+                self.done = True
+                break
+            self.sentences.append(sentence)
+            taken.append(sentence)
+            if len(self.sentences) >= self.max_sentences:
+                self.done = True
+                break
+        return taken
+
+    @staticmethod
+    def _clean(sentence: str, *, first: bool) -> str:
+        if first:
+            sentence = re.sub(r"^\s*(?:answer|assistant)\s*:\s*", "", sentence, flags=re.IGNORECASE)
+        sentence = re.sub(r"[*_`#]+", "", sentence)  # markdown emphasis and headings are not spoken
+        return re.sub(r"\s+", " ", sentence).strip().strip('"').strip()
+
+
 def clean_answer(text: str, max_sentences: int = 3, max_chars: int = 400) -> str | None:
-    """The model's answer as speakable text; None when it says NO_ANSWER or nothing usable."""
-    text = text.strip()
-    if not text or NO_ANSWER in text or re.fullmatch(r"\W*no[ _]answer\W*", text, flags=re.IGNORECASE):
-        return None
-    text = re.sub(r"^(?:answer|assistant)\s*:\s*", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"[*_`#]+", "", text)  # markdown emphasis and headings are not spoken
-    text = re.sub(r"\s+", " ", text).strip().strip('"').strip()
-    if not text:
-        return None
-    sentences = split_sentences(text)[:max_sentences] or [text]
-    out = sentences[0]
-    for sentence in sentences[1:]:
-        if len(out) + 1 + len(sentence) > max_chars:
-            break
-        out = f"{out} {sentence}"
-    return out
+    """A whole answer from the model as speakable text; None when it says NO_ANSWER or nothing usable."""
+    sentences = SpokenSentences(max_sentences, max_chars)
+    sentences.feed(text)
+    sentences.finish()
+    return sentences.text
 
 
 class LlmAnswerer:
     """An answer written by a language model from the top passages and the recent conversation.
 
-    The relevance gate comes first (below `threshold`: no answer, no model call). The model's
-    `NO_ANSWER` means no answer; an error or a timeout falls back to `fallback` (the extractive
-    answer), so a slow or absent model never leaves the caller without the documents' answer.
+    The relevance gate comes first (below `threshold`: no answer, no model call). The answer is
+    streamed: with `on_part`, each sentence is handed over as soon as the model has written it,
+    so a voice channel starts speaking while the model goes on. The model's `NO_ANSWER` means no
+    answer. An error or a timeout before the first sentence falls back to `fallback` (the
+    extractive answer), so a slow or absent model never leaves the caller without the documents'
+    answer; one after it ends the answer with the sentences already given.
     """
 
     def __init__(
@@ -217,22 +283,36 @@ class LlmAnswerer:
         self.threshold = threshold
         self.max_passages = max_passages
         self.max_history = max_history
-        self.timeout = timeout  # over the whole call, model start-up included; None: the model's own
+        self.timeout = timeout  # until the first sentence, model start-up included; None: the model's own
 
-    async def answer(self, question: str, passages: Sequence[Passage], history: History = ()) -> Answer:
+    async def answer(
+        self, question: str, passages: Sequence[Passage], history: History = (), on_part: PartSink | None = None
+    ) -> Answer:
         passages = tuple(passages)
         if not is_relevant(passages, self.threshold):
             return Answer(text=None, passages=passages, score=passages[0].score if passages else 0.0)
         used = passages[: self.max_passages]
         prompt = _answer_prompt(question, used, tuple(history)[-self.max_history :] if self.max_history else ())
-        try:
-            call = self._complete(prompt)
-            completion = await (asyncio.wait_for(call, self.timeout) if self.timeout else call)
-        except Exception as error:  # LlmError, a timeout, a model that cannot start: all the same here
-            logger.warning("the language model could not answer (%s); answering from the documents directly", error)
-            return await self.fallback.answer(question, passages, history)
-        text = clean_answer(completion)
-        return Answer(text=text, passages=used, score=passages[0].score, method="llm")
+        sentences = SpokenSentences()
 
-    async def _complete(self, prompt: str) -> str:
-        return await complete(await self.settings(), prompt)
+        def given(new: list[str]) -> None:
+            for sentence in new:
+                if on_part is not None:
+                    on_part(Answer(text=sentence, passages=used, score=passages[0].score, method="llm"))
+
+        try:
+            async with asyncio.timeout(self.timeout) as first_sentence:
+                async with contextlib.aclosing(stream(await self.settings(), prompt)) as pieces:
+                    async for piece in pieces:
+                        given(sentences.feed(piece))
+                        if sentences.sentences:
+                            first_sentence.reschedule(None)
+                        if sentences.done:
+                            break
+                given(sentences.finish())
+        except Exception as error:  # LlmError, a timeout, a model that cannot start: all the same here
+            if not sentences.sentences:
+                logger.warning("the language model could not answer (%s); answering from the documents directly", error)
+                return await self.fallback.answer(question, passages, history, on_part)
+            logger.warning("the language model stopped (%s); the answer ends after %d sentence(s)", error, len(sentences.sentences))
+        return Answer(text=sentences.text, passages=used, score=passages[0].score, method="llm")

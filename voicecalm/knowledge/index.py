@@ -95,6 +95,15 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(text) if part.strip()]
 
 
+def finished_sentences(text: str) -> tuple[list[str], str]:
+    """The sentences of text still being written that are surely complete (another one has
+    begun after them), and the rest exactly as written so far."""
+    boundaries = list(_SENTENCE_END.finditer(text))
+    if not boundaries:
+        return [], text
+    return split_sentences(text[: boundaries[-1].start()]), text[boundaries[-1].end() :]
+
+
 def _table_rows(lines: list[str]) -> list[str]:
     rows = [[clean_inline(cell) for cell in line.strip().strip("|").split("|")] for line in lines if not _TABLE_SEPARATOR.match(line)]
     if len(rows) < 2:

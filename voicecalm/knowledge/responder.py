@@ -3,7 +3,8 @@
 The dialogue core sees it through `voicecalm.dialogue.responders.KnowledgeResponder`: when a
 `search` frame is on top of the stack, the executor calls `respond(question, history)` with the
 latest user message and the messages before it, then sends `answer.text` (with `answer.sources`
-in the message metadata) or, when there is no answer, `pattern_cannot_handle`.
+in the message metadata) or, when there is no answer, `pattern_cannot_handle`. In a streaming
+turn (voice) it passes `on_part` and sends each sentence as it comes instead.
 
 `create_knowledge_responder(project)` builds it when the project lists `EnterpriseSearchPolicy`
 and has a documents folder (`docs/`, or the policy's `vector_store.source`). The answerer:
@@ -33,6 +34,7 @@ from voicecalm.knowledge.answer import (
     ExtractiveAnswerer,
     History,
     LlmAnswerer,
+    PartSink,
 )
 from voicecalm.knowledge.index import KnowledgeIndex, Passage, Progress
 from voicecalm.models.embedder import Embedder, LocalEmbedder
@@ -129,9 +131,11 @@ class KnowledgeResponder:
                 return query, contextual
         return question, passages
 
-    async def respond(self, question: str, history: History = ()) -> Answer:
+    async def respond(self, question: str, history: History = (), on_part: PartSink | None = None) -> Answer:
+        """The answer; with `on_part`, also handed over in parts as each is known (a model's
+        answer sentence by sentence, for voice)."""
         query, passages = await self.search(question, history)
-        answer = await self._answerer().answer(query, passages, history)
+        answer = await self._answerer().answer(query, passages, history, on_part)
         if answer.text is None:
             logger.info("no relevant answer in the documents (best score %.2f) for %r", answer.score, question)
         return answer

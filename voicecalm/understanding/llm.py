@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,27 +74,29 @@ def load_litellm() -> Any:
     return litellm
 
 
-async def complete(settings: LlmSettings, prompt: str, grammar: str | None = None) -> str:
-    """One completion; raises `LlmError` on any failure, never waits past the timeout."""
-    litellm = await asyncio.to_thread(load_litellm)
-
+def _request(settings: LlmSettings, prompt: str, grammar: str | None) -> dict[str, Any]:
     extra_body = dict(settings.extra_body)
     if grammar is not None:
         extra_body["grammar"] = grammar
+    return {
+        "model": settings.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "api_base": settings.api_base,
+        "api_key": settings.api_key,
+        "timeout": settings.timeout,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+        "extra_body": extra_body or None,
+        "num_retries": 0,
+    }
+
+
+async def complete(settings: LlmSettings, prompt: str, grammar: str | None = None) -> str:
+    """One completion; raises `LlmError` on any failure, never waits past the timeout."""
+    litellm = await asyncio.to_thread(load_litellm)
     try:
         response = await asyncio.wait_for(
-            litellm.acompletion(
-                model=settings.model,
-                messages=[{"role": "user", "content": prompt}],
-                api_base=settings.api_base,
-                api_key=settings.api_key,
-                timeout=settings.timeout,
-                temperature=settings.temperature,
-                max_tokens=settings.max_tokens,
-                extra_body=extra_body or None,
-                num_retries=0,
-            ),
-            settings.timeout + TIMEOUT_MARGIN_SECONDS,
+            litellm.acompletion(**_request(settings, prompt, grammar)), settings.timeout + TIMEOUT_MARGIN_SECONDS
         )
     except Exception as error:  # litellm raises many types; each one means "no answer"
         raise LlmError(f"{type(error).__name__} from {settings.model}") from error
@@ -101,6 +104,34 @@ async def complete(settings: LlmSettings, prompt: str, grammar: str | None = Non
     if not content or not content.strip():
         raise LlmError(f"empty completion from {settings.model}")
     return content
+
+
+async def stream(settings: LlmSettings, prompt: str) -> AsyncIterator[str]:
+    """One completion, piece by piece as the model writes it. Raises `LlmError` on any failure,
+    and when the model stays silent for longer than its timeout (before the first piece, which
+    includes reading the prompt, or between two pieces). Closing the iterator early closes the
+    request, so the model stops writing."""
+    litellm = await asyncio.to_thread(load_litellm)
+    limit = settings.timeout + TIMEOUT_MARGIN_SECONDS
+    try:
+        response = await asyncio.wait_for(litellm.acompletion(**_request(settings, prompt, None), stream=True), limit)
+    except Exception as error:
+        raise LlmError(f"{type(error).__name__} from {settings.model}") from error
+    pieces = aiter(response)
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(pieces), limit)
+            except StopAsyncIteration:
+                return
+            except Exception as error:
+                raise LlmError(f"{type(error).__name__} from {settings.model}") from error
+            text = chunk.choices[0].delta.content if chunk.choices else None
+            if text:
+                yield text
+    finally:
+        with contextlib.suppress(Exception):  # closing a broken stream may fail too; nothing to do then
+            await response.aclose()
 
 
 class LiteLLMEmbedder:
