@@ -5,11 +5,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
+from tests.model_server import ModelServer
 from tests.testing.conftest import last_line, run_cli
 from voicecalm.project import Project
-from voicecalm.testing.e2e.judge import NO_EMBEDDING_MODEL
 from voicecalm.testing.e2e.loader import load_tests
 from voicecalm.testing.e2e.runner import E2ERunner
 
@@ -110,8 +111,9 @@ FAILING = [
     ("bot_uttered: {utter_name: utter_thanks}", "no bot message matches utter_name='utter_thanks'"),
     ("bot_uttered: {text_matches: '^Balance'}", "no bot message matches text_matches='^Balance'"),
     ("bot_did_not_utter: {utter_name: utter_balance}", "the bot uttered utter_name='utter_balance'"),
-    ("generative_response_is_relevant: {threshold: 0.5}", f"embedding judge: {NO_EMBEDDING_MODEL}"),
-    ("generative_response_is_grounded: {threshold: 0.5, ground_truth: 120.5}", f"embedding judge: {NO_EMBEDDING_MODEL}"),
+    # Scored by the offline embedding model.
+    ("generative_response_is_relevant: {threshold: 0.99}", "embedding judge: score 0."),
+    ("generative_response_is_grounded: {threshold: 0.99, ground_truth: 'the sky is blue'}", "embedding judge: score 0."),
 ]
 
 
@@ -157,12 +159,15 @@ def test_assertion_order(write, enabled, first, second, exit_code) -> None:
 
 
 class WordCounts:
-    """A tiny bag-of-words embedder: enough to exercise the embedding judge's scoring."""
+    """A tiny bag-of-words embedder: enough to exercise the judges' scoring exactly."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    name = "word-counts"
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
         words = [text.lower().replace(".", " ").replace("?", " ").split() for text in texts]
         vocabulary = sorted({w for ws in words for w in ws})
-        return [[float(ws.count(v)) for v in vocabulary] for ws in words]
+        counts = np.array([[float(ws.count(v)) for v in vocabulary] for ws in words], dtype=np.float32)
+        return counts / np.linalg.norm(counts, axis=1, keepdims=True)
 
 
 GENERATIVE = """
@@ -200,12 +205,43 @@ async def test_the_embedding_judge_scores_with_an_embedding_model(
         assert result.failure is not None and result.failure.message.startswith("embedding judge: ")
 
 
-async def test_an_llm_judge_from_conftest_is_used_and_cannot_score_yet(bank: Project, tmp_path) -> None:
-    (tmp_path / "conftest.yml").write_text("llm_judge:\n  llm: {provider: openai, model: gpt-4o}\n")
+def llm_judge_conftest(model: ModelServer) -> str:
+    return (
+        "llm_judge:\n  llm: {provider: openai, model: judge, "
+        f"api_base: 'http://127.0.0.1:{model.port}/v1', api_key: none, timeout: 2}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("assertion", "reply", "failure"),
+    [
+        # The questions the answer answers, compared with "what is my balance": 1.0, 0.22 and 0.75.
+        ("generative_response_is_relevant: {threshold: 0.6, utter_name: utter_balance}", "1. What is my balance?\n2. How much money is there?\n3. What is the balance?", None),
+        ("generative_response_is_relevant: {threshold: 0.7, utter_name: utter_balance}", "What is my balance?\nHow much money is there?\nWhat is the balance?", "llm judge: score 0.66 is below the threshold 0.7"),
+        ("generative_response_is_grounded: {threshold: 0.9, utter_name: utter_balance, ground_truth: 'The balance is 120.5.'}", "SUPPORTED: Your balance is 120.5.", None),
+        ("generative_response_is_grounded: {threshold: 0.9, utter_name: utter_balance, ground_truth: 'The balance is 120.5.'}", "- SUPPORTED: balance is 120.5\n- UNSUPPORTED: it is in euros", "llm judge: score 0.50 is below the threshold 0.9"),
+        ("generative_response_is_grounded: {threshold: 0.9, utter_name: utter_balance, ground_truth: 'x'}", "It looks fine to me.", "llm judge: the judge model gave no verdicts: 'It looks fine to me.'"),
+    ],
+)
+async def test_the_llm_judge_from_conftest_scores_with_its_model(
+    bank: Project, tmp_path, fake_model: ModelServer, assertion: str, reply: str, failure: str | None
+) -> None:
+    (tmp_path / "conftest.yml").write_text(llm_judge_conftest(fake_model))
+    (tmp_path / "e2e.yml").write_text(textwrap.dedent(GENERATIVE.format(assertion=assertion)))
+    fake_model.completions.append(reply)
+    case = load_tests(tmp_path, bank).cases[0]
+    result = await E2ERunner(bank, mode="oracle", embedder=WordCounts()).run_case(case)
+    assert (result.failure.message if result.failure else None) == failure
+    assert "Your balance is 120.5." in fake_model.prompts[-1]
+
+
+async def test_an_llm_judge_that_fails_fails_the_assertion_by_name(bank: Project, tmp_path, fake_model: ModelServer) -> None:
+    (tmp_path / "conftest.yml").write_text(llm_judge_conftest(fake_model))
     (tmp_path / "e2e.yml").write_text(
         textwrap.dedent(GENERATIVE.format(assertion="generative_response_is_relevant: {threshold: 0.1}"))
     )
+    fake_model.status = 500
     case = load_tests(tmp_path, bank).cases[0]
     result = await E2ERunner(bank, mode="oracle", embedder=WordCounts()).run_case(case)
     assert result.failure is not None
-    assert result.failure.message == "llm judge: llm_judge needs an LLM client, which voicecalm does not have yet"
+    assert result.failure.message.startswith("llm judge: the judge model failed: InternalServerError from openai/judge")

@@ -15,9 +15,10 @@ from voicecalm.understanding.llm import LiteLLMEmbedder, LlmSettings, complete, 
 from voicecalm.understanding.local_llm import local_endpoint
 
 
-def _retrieval_embedder(config: CommandGeneratorConfig) -> Embedder:
-    """The offline model, unless `flow_retrieval.embeddings` names a litellm embedding model."""
-    embeddings = dict(config.flow_retrieval.embeddings or {})
+def embedder_from_config(embeddings: Mapping[str, Any] | None) -> Embedder:
+    """The offline model, unless `embeddings:` keys (as in Rasa: provider, model, api_base, ...)
+    name a litellm embedding model."""
+    embeddings = dict(embeddings or {})
     model = embeddings.pop("model", None)
     if model is None:
         return LocalEmbedder.shared()
@@ -70,7 +71,7 @@ def create_generator(project: Project) -> LLMCommandGenerator | None:
     config = project.config.command_generator
     if config is None:
         return None
-    embedder = _retrieval_embedder(config)
+    embedder = embedder_from_config(config.flow_retrieval.embeddings)
     if _is_configured(config.llm):
         settings = _fixed(settings_from_config(config.llm, project))
         return LLMCommandGenerator(project, config, settings, constrained=False, embedder=embedder)

@@ -51,7 +51,7 @@ def settings_from_config(config: LlmConfig, project: Project) -> LlmSettings:
         values = {**groups[group_id]["models"][0], **values}
     provider, model = values.get("provider"), values.get("model")
     if not model:
-        raise ValueError("the command generator's `llm` needs a `model` (or a `model_group`)")
+        raise ValueError("`llm:` needs a `model` (or a `model_group`)")
     if provider and not model.startswith(f"{provider}/"):
         model = f"{provider}/{model}"
     return LlmSettings(

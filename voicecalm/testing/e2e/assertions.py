@@ -7,7 +7,7 @@ Each check returns the index of the event that satisfied it, so that with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from voicecalm.testing.e2e import model
@@ -60,12 +60,12 @@ class _Turn:
         return self.events[self.start :]
 
 
-def check_assertions(step: UserStep, events: Sequence[Event], judge: Judge) -> list[AssertionOutcome]:
+async def check_assertions(step: UserStep, events: Sequence[Event], judge: Judge) -> list[AssertionOutcome]:
     """Outcomes in order up to and including the first failure, which ends the test case."""
     outcomes: list[AssertionOutcome] = []
     start = 0
     for assertion in step.assertions:
-        result = _check(assertion.check, _Turn(events, start, step.text, judge))
+        result = await _check(assertion.check, _Turn(events, start, step.text, judge))
         if result.message is not None and step.assertion_order_enabled and start > 0:
             result = _Result(f"{result.message} (after the event matched by the previous assertion)")
         outcomes.append(AssertionOutcome(assertion, result.message))
@@ -80,7 +80,7 @@ def _found(position: int | None, message: str) -> _Result:
     return _Result(position=position) if position is not None else _Result(message)
 
 
-def _check(check: model.AssertionModel, turn: _Turn) -> _Result:
+async def _check(check: model.AssertionModel, turn: _Turn) -> _Result:
     match check:
         case model.FlowStarted(flow_started=str(flow_id)):
             return _found(
@@ -116,12 +116,12 @@ def _check(check: model.AssertionModel, turn: _Turn) -> _Result:
             sent = [e for e in turn.remaining if isinstance(e, BotUttered) and _bot_matches(expected, e)]
             return _Result(f"the bot uttered {_describe_bot(expected)}: {sent[0].text!r}" if sent else None)
         case model.GenerativeResponseIsRelevant(generative_response_is_relevant=expected):
-            return _judged(turn, expected, lambda answer: turn.judge.relevance(turn.user_text, answer))
+            return await _judged(turn, expected, lambda answer: turn.judge.relevance(turn.user_text, answer))
         case model.GenerativeResponseIsGrounded(generative_response_is_grounded=expected):
             truth = expected.ground_truth
             if truth is None:
                 return _Result(f"{turn.judge.label}: `ground_truth` is needed to judge groundedness")
-            return _judged(turn, expected, lambda answer: turn.judge.groundedness(answer, truth))
+            return await _judged(turn, expected, lambda answer: turn.judge.groundedness(answer, truth))
     raise AssertionError(f"unhandled assertion {check!r}")
 
 
@@ -200,7 +200,7 @@ def _describe_bot(expected: model.BotMessageCheck) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in expected.model_dump(exclude_none=True).items())
 
 
-def _judged(turn: _Turn, expected: model.RelevanceCheck, score: Callable[[str], float]) -> _Result:
+async def _judged(turn: _Turn, expected: model.RelevanceCheck, score: Callable[[str], Awaitable[float]]) -> _Result:
     candidates = [
         (i, e)
         for i, e in enumerate(turn.events)
@@ -213,7 +213,7 @@ def _judged(turn: _Turn, expected: model.RelevanceCheck, score: Callable[[str], 
     if not candidates:
         return _Result(f"{turn.judge.label}: no bot message to judge")
     try:
-        scored = [(score(event.text or ""), i) for i, event in candidates]
+        scored = [(await score(event.text or ""), i) for i, event in candidates]
     except JudgeUnavailable as error:
         return _Result(f"{turn.judge.label}: {error}")
     best, position = max(scored)

@@ -12,16 +12,20 @@ from voicecalm.actions.runner import ActionRunner
 from voicecalm.assistant import Assistant, UserTurn, language_services
 from voicecalm.dialogue.commands import CannotHandle, Command, command_from_json
 from voicecalm.dialogue.executor import TurnServices
+from voicecalm.models.embedder import Embedder, LocalEmbedder
 from voicecalm.project import Project
+from voicecalm.project.schema import LlmConfig
 from voicecalm.testing.e2e.assertions import check_assertions
 from voicecalm.testing.e2e.cases import TestCase, UserStep
 from voicecalm.testing.e2e.conversation import check_step
 from voicecalm.testing.e2e.du import DuStep
-from voicecalm.testing.e2e.judge import Embedder, EmbeddingJudge, Judge, LlmJudge
+from voicecalm.testing.e2e.judge import EmbeddingJudge, Judge, LlmJudge
 from voicecalm.testing.e2e.results import CaseResult, Failure, Turn
 from voicecalm.testing.e2e.stubs import StubbedActions
 from voicecalm.tracker.events import Event, UserUttered
 from voicecalm.tracker.stores import InMemoryTrackerStore
+from voicecalm.understanding.factory import embedder_from_config
+from voicecalm.understanding.llm import complete, settings_from_config
 from voicecalm.understanding.understand import CommandGenerator
 
 logger = logging.getLogger(__name__)
@@ -77,7 +81,7 @@ class E2ERunner:
         self.mode = mode
         self.generator = generator
         self.actions = actions
-        self.embedder = embedder
+        self.embedder = embedder if embedder is not None else LocalEmbedder.shared()  # loads on first use
         # Document search, chitchat and rephrasing as the assistant has them, but with models named
         # by a component's own `llm:` keys only: answers are extractive unless the search policy
         # names a model, so test runs are deterministic. Shared by all cases (one index load).
@@ -132,7 +136,7 @@ class E2ERunner:
                 turn = await self._user_turn(case, step, session, result)
                 if turn is None:
                     return
-                outcomes = check_assertions(step, turn.bot_side, judge)
+                outcomes = await check_assertions(step, turn.bot_side, judge)
                 result.assertion_outcomes += outcomes
                 failed = next((o for o in outcomes if not o.passed), None)
                 if failed is not None:
@@ -173,7 +177,16 @@ class E2ERunner:
         return f"{where}: user step '{step.text}' needs the command generator, but none is configured"
 
     def _judge(self, case: TestCase) -> Judge:
-        return LlmJudge() if case.llm_judge is not None else EmbeddingJudge(self.embedder)
+        config = case.llm_judge
+        if config is None:
+            return EmbeddingJudge(self.embedder)
+
+        async def ask(prompt: str) -> str:
+            # Built on use, so a malformed `llm:` fails the generative assertions that need it, by name.
+            settings = settings_from_config(LlmConfig.model_validate(config.llm or {}), self.project)
+            return await complete(settings, prompt)
+
+        return LlmJudge(ask, embedder_from_config(config.embeddings) if config.embeddings else self.embedder)
 
 
 def predicted_commands(events: Sequence[Event]) -> tuple[Command, ...]:
