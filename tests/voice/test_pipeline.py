@@ -19,6 +19,7 @@ from voicecalm.tracker.events import (
     BotUttered,
     FlowStarted,
     SessionEnded,
+    SlotSet,
     UserBargeIn,
     UserInputSuppressed,
     UserSilenceTimeout,
@@ -105,6 +106,8 @@ async def test_silence_is_handled_by_pattern_user_silence_until_the_bot_hangs_up
 
     timeouts = [e for e in conversation.events if isinstance(e, UserSilenceTimeout)]
     assert [e.timeout for e in timeouts] == [1.5, 1.5, 1.5]
+    # The slot shows the timeout in force, set once (from the slot's default of 30 s).
+    assert [e.value for e in conversation.events if isinstance(e, SlotSet) and e.slot == "silence_timeout"] == [1.5]
     said = [e.metadata.get("utter_action") for e in conversation.events if isinstance(e, BotUttered)]
     assert said == ["utter_greet", "utter_greet", "utter_ask_still_there", "utter_inform_hangup"]
     ended = [e for e in conversation.events if isinstance(e, SessionEnded)]

@@ -21,7 +21,7 @@ from voicecalm.actions.runner import ActionRunner
 from voicecalm.assistant import Assistant, TurnResult, UserTurn
 from voicecalm.nlg import BotMessage
 from voicecalm.tracker.conversation import Conversation
-from voicecalm.tracker.events import BotUttered, UserBargeIn, UserInputSuppressed, UserSilenceTimeout
+from voicecalm.tracker.events import BotUttered, SlotSet, UserBargeIn, UserInputSuppressed, UserSilenceTimeout
 from voicecalm.voice import pipecat_api as pc
 from voicecalm.voice.call import CallControl, CallInfo
 from voicecalm.voice.delivery import BargeInRecord, Playback
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 SESSION_START = "/session_start"
 SESSION_END = "/session_end"
 SILENCE_TIMEOUT = "/silence_timeout"
+SILENCE_TIMEOUT_SLOT = "silence_timeout"
 HANDOFF_STATUS = "handoff_status"  # call parameter of a call back from an unanswered transfer
 HANDOFF_FAILED_RESPONSE = "utter_human_handoff_failed"
 DRAIN_TIMEOUT = 30.0  # longest a hang-up or transfer waits for queued audio to play
@@ -305,7 +306,11 @@ class EngineProcessor(pc.FrameProcessor):
 
     def _arm_silence(self, conversation: Conversation) -> None:
         collect = active_collect(conversation.stack, self.project)
-        self.silence.arm(silence_timeout_for(collect.step if collect else None, self.call.channel, self.default_silence))
+        seconds = silence_timeout_for(collect.step if collect else None, self.call.channel, self.default_silence)
+        self.silence.arm(seconds)
+        if SILENCE_TIMEOUT_SLOT in self.project.domain.slots and conversation.slots.get(SILENCE_TIMEOUT_SLOT) != seconds:
+            # The slot shows the timeout in force (voice.md §5), for actions, conditions and the tracker.
+            self._enqueue(lambda: self.assistant.record(self.call.call_id, [SlotSet(slot=SILENCE_TIMEOUT_SLOT, value=seconds)]))
 
     # --- bot output ---------------------------------------------------------------------------
 
