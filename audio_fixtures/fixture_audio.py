@@ -8,20 +8,17 @@ judge a transcript by the same rule.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from voicecalm.voice.wav import read_wav
+
 FIXTURES_DIR = Path(__file__).resolve().parent
 TRANSCRIPTS_FILE = FIXTURES_DIR / "transcripts.json"
 CONVERSATIONS_FILE = FIXTURES_DIR / "conversations.json"
-
-# WAVE format tags (RIFF fmt chunk).
-WAVE_FORMAT_PCM = 1
-WAVE_FORMAT_MULAW = 7
 
 WHISPER_SAMPLE_RATE = 16000
 
@@ -31,70 +28,6 @@ WHISPER_SAMPLE_RATE = 16000
 FUNCTION_WORDS = frozenset(
     "a an the i i'd i'm it it's is was to of and my me some oh that that's".split()
 )
-
-
-@dataclass(frozen=True)
-class WavAudio:
-    sample_rate: int
-    channels: int
-    format_tag: int
-    bits_per_sample: int
-    data: bytes
-
-    def pcm16(self) -> np.ndarray:
-        """Mono samples as int16, decoding μ-law if needed."""
-        if self.format_tag == WAVE_FORMAT_MULAW:
-            return decode_mulaw(self.data)
-        if self.format_tag == WAVE_FORMAT_PCM and self.bits_per_sample == 16:
-            return np.frombuffer(self.data, dtype="<i2").astype(np.int16)
-        raise ValueError(f"unsupported WAV encoding: tag {self.format_tag}, {self.bits_per_sample} bits")
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.data) / (self.channels * self.bits_per_sample // 8) / self.sample_rate
-
-
-def read_wav(path: Path) -> WavAudio:
-    """Parses a RIFF/WAVE file chunk by chunk (the stdlib `wave` module rejects μ-law)."""
-    raw = path.read_bytes()
-    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-        raise ValueError(f"{path} is not a RIFF/WAVE file")
-    fmt: bytes | None = None
-    offset = 12
-    while offset + 8 <= len(raw):
-        chunk_id = raw[offset : offset + 4]
-        size = int.from_bytes(raw[offset + 4 : offset + 8], "little")
-        body = raw[offset + 8 : offset + 8 + size]
-        if chunk_id == b"fmt ":
-            fmt = body
-        elif chunk_id == b"data":
-            if fmt is None:
-                raise ValueError(f"{path}: data chunk before fmt chunk")
-            return WavAudio(
-                format_tag=int.from_bytes(fmt[0:2], "little"),
-                channels=int.from_bytes(fmt[2:4], "little"),
-                sample_rate=int.from_bytes(fmt[4:8], "little"),
-                bits_per_sample=int.from_bytes(fmt[14:16], "little"),
-                data=body,
-            )
-        offset += 8 + size + (size & 1)
-    raise ValueError(f"{path} has no data chunk")
-
-
-def _mulaw_table() -> np.ndarray:
-    code = np.arange(256, dtype=np.int32) ^ 0xFF
-    exponent = (code >> 4) & 0x07
-    mantissa = code & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(code & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-_MULAW_TO_PCM16 = _mulaw_table()
-
-
-def decode_mulaw(data: bytes) -> np.ndarray:
-    """G.711 μ-law bytes to int16 samples (Python 3.13 has no audioop)."""
-    return _MULAW_TO_PCM16[np.frombuffer(data, dtype=np.uint8)]
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

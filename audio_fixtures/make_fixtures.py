@@ -32,12 +32,12 @@ from audio_fixtures.fixture_audio import (
     ConversationTurn,
     load_conversations,
     load_whisper,
-    read_wav,
     speech_16k,
     transcribe,
     words_missing,
 )
 from voicecalm.voice.caller_voice import CallerVoice, caller_speech, run_sox as sox
+from voicecalm.voice.wav import read_wav
 
 SPEC_FILE = FIXTURES_DIR / "fixtures.yml"
 README_FILE = FIXTURES_DIR / "README.md"

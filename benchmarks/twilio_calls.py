@@ -27,8 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.channels.twilio.conftest import WEBHOOK, twilio_server, twilio_settings  # noqa: E402
 from voicecalm.assistant import Assistant  # noqa: E402
-from voicecalm.testing.twilio_fakes import FakeTwilioCall, read_ulaw_wav  # noqa: E402
+from voicecalm.testing.twilio_fakes import FakeTwilioCall  # noqa: E402
 from voicecalm.voice.runtime import VoiceRuntime  # noqa: E402
+from voicecalm.voice.wav import read_wav  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "twilio_calls.json"
 CALL_TIMEOUT = 180.0
@@ -75,7 +76,7 @@ async def main(max_calls: int) -> None:
     assistant = Assistant.from_path(REPO)
     runtime = VoiceRuntime(assistant)
     await runtime.warm_up(twilio_settings())
-    request = read_ulaw_wav(REPO / "audio_fixtures" / "check_balance.ulaw.wav")
+    request = read_wav(REPO / "audio_fixtures" / "check_balance.ulaw.wav").telephone_ulaw()
     levels = []
     try:
         for calls in range(1, max_calls + 1):

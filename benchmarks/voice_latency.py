@@ -27,11 +27,11 @@ import soxr
 from voicecalm.assistant import Assistant
 from voicecalm.testing.voice_call import VoiceCall
 from voicecalm.understanding.factory import uses_embedded_model
-from voicecalm.voice.files import read_wav
 from voicecalm.voice.runtime import VoiceRuntime
 from voicecalm.voice.settings import LocalAudioSettings, channel_settings
 from voicecalm.voice.speech_models import piper_voice
 from voicecalm.voice.timeline import CallTimeline, Latencies, TimelineObserver, TurnTiming, percentile
+from voicecalm.voice.wav import read_wav_pcm
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 FIXTURES = REPOSITORY / "audio_fixtures"
@@ -71,7 +71,7 @@ def synthesised(text: str) -> bytes:
 
 def caller_lines() -> dict[str, bytes]:
     names = {name for script in SCRIPTS for name in script if not name.startswith("keys:")}
-    lines = {name: read_wav(FIXTURES / f"{name}.wav") for name in names - SYNTHESISED.keys()}
+    lines = {name: read_wav_pcm(FIXTURES / f"{name}.wav") for name in names - SYNTHESISED.keys()}
     return lines | {name: synthesised(text) for name, text in SYNTHESISED.items()}
 
 

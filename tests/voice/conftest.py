@@ -14,8 +14,8 @@ import pytest
 
 from tests.model_server import ModelServer
 from voicecalm.assistant import Assistant
-from voicecalm.voice.files import read_wav
 from voicecalm.voice.runtime import VoiceRuntime
+from voicecalm.voice.wav import read_wav_pcm
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "audio_fixtures"
@@ -96,7 +96,7 @@ async def runtime(voice_project: Path) -> AsyncIterator[VoiceRuntime]:
 
 def caller(name: str) -> bytes:
     """A caller turn from audio_fixtures/ as 16 kHz PCM."""
-    return read_wav(FIXTURES / f"{name}.wav")
+    return read_wav_pcm(FIXTURES / f"{name}.wav")
 
 
 def transcript(name: str) -> str:

@@ -13,19 +13,16 @@ import pytest
 
 from audio_fixtures.fixture_audio import (
     FIXTURES_DIR,
-    WAVE_FORMAT_MULAW,
-    WAVE_FORMAT_PCM,
     WHISPER_SAMPLE_RATE,
-    WavAudio,
     load_conversations,
     load_transcripts,
     load_whisper,
-    read_wav,
     speech_16k,
     transcribe,
     words_missing,
 )
 from voicecalm.voice.files import split_utterances
+from voicecalm.voice.wav import WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM, WavAudio, read_wav
 
 TRANSCRIPTS = load_transcripts()
 CONVERSATIONS = load_conversations()

@@ -17,19 +17,16 @@ import base64
 import json
 import secrets
 import socket
-import struct
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,43 +40,6 @@ FRAME_BYTES = 160  # 20 ms of μ-law at 8 kHz
 FRAME_SECS = 0.02
 ULAW_SILENCE = b"\xff"
 TWILIO_API_VERSION = "2010-04-01"
-
-
-# --- μ-law ------------------------------------------------------------------------------------
-
-
-def _ulaw_table() -> np.ndarray:
-    codes = ~np.arange(256, dtype=np.int32) & 0xFF
-    exponent = (codes >> 4) & 0x07
-    magnitude = (((codes & 0x0F) << 3) + 0x84) << exponent
-    return np.where(codes & 0x80, 0x84 - magnitude, magnitude - 0x84).astype(np.int16)
-
-
-_ULAW_TO_LINEAR = _ulaw_table()
-
-
-def ulaw_to_pcm16(ulaw: bytes) -> np.ndarray:
-    """G.711 μ-law bytes as 16-bit linear samples."""
-    return _ULAW_TO_LINEAR[np.frombuffer(ulaw, dtype=np.uint8)]
-
-
-def read_ulaw_wav(path: Path) -> bytes:
-    """The μ-law samples of an 8 kHz mono μ-law WAV file (format tag 7)."""
-    data = path.read_bytes()
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError(f"{path} is not a WAV file")
-    position, fmt, samples = 12, None, None
-    while position + 8 <= len(data):
-        chunk_id, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
-        body = data[position + 8 : position + 8 + size]
-        if chunk_id == b"fmt ":
-            fmt = struct.unpack("<HHI", body[:8])
-        elif chunk_id == b"data":
-            samples = body
-        position += 8 + size + (size & 1)
-    if fmt != (7, 1, 8000) or samples is None:
-        raise ValueError(f"{path} is not 8 kHz mono μ-law (format, channels, rate = {fmt})")
-    return samples
 
 
 # --- serving on loopback ----------------------------------------------------------------------

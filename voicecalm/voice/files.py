@@ -16,24 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 from voicecalm.voice import pipecat_api as pc
+from voicecalm.voice.wav import PIPELINE_RATE
 
-PIPELINE_RATE = 16_000
 FRAME_MS = 20
 FRAME_BYTES = PIPELINE_RATE * FRAME_MS // 1000 * 2
-
-
-def read_wav(path: Path | str, rate: int = PIPELINE_RATE) -> bytes:
-    """A WAV file (PCM s16 or μ-law/A-law, any rate, mono or stereo) as mono s16 PCM at `rate`."""
-    import soundfile
-
-    samples, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    if source_rate != rate:
-        mono = soxr.resample(mono, source_rate, rate)
-    return (np.clip(mono, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
 
 def write_wav(path: Path | str, pcm: bytes, rate: int = PIPELINE_RATE) -> None:

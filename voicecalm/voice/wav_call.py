@@ -18,10 +18,11 @@ from typing import Any
 from rich.table import Table
 
 from voicecalm.testing.voice_call import VoiceCall
-from voicecalm.voice.files import BotAudio, read_wav, split_utterances, write_wav
+from voicecalm.voice.files import BotAudio, split_utterances, write_wav
 from voicecalm.voice.runtime import VoiceRuntime
 from voicecalm.voice.settings import VoiceChannelSettings
 from voicecalm.voice.timeline import CallTimeline, TimelineObserver
+from voicecalm.voice.wav import read_wav_pcm
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ async def run_wav_call(
 ) -> CallTimeline:
     """Run the call, write the bot's side (on the call's timeline, as long as the call) and the
     JSON timeline; return the timeline."""
-    utterances = split_utterances(read_wav(input_wav))
+    utterances = split_utterances(read_wav_pcm(input_wav))
     observer = TimelineObserver()
     async with VoiceCall(runtime, settings, channel=CHANNEL, observers=[observer]) as call:
         ended = asyncio.ensure_future(call.ended(timeout=None))  # type: ignore[arg-type]  # the bot may hang up

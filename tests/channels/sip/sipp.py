@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voicecalm.voice.wav import ulaw_decode, ulaw_encode
+
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "telephony" / "sip"
 SIPP_SHARE = Path("/usr/share/sip-tester")  # Debian sip-tester: dtmf_2833_<key>.pcap
@@ -40,28 +42,6 @@ def free_udp_port(pairs: bool = False) -> int:
                 except OSError:
                     continue
             return port
-
-
-# --- G.711 mu-law -----------------------------------------------------------------------------
-
-_ULAW_BIAS = 0x84
-_ULAW_CLIP = 32635
-
-
-def ulaw_encode(samples: np.ndarray) -> bytes:
-    clipped = np.clip(samples.astype(np.int32), -_ULAW_CLIP, _ULAW_CLIP)
-    sign = (clipped < 0).astype(np.int32) << 7
-    magnitude = np.abs(clipped) + _ULAW_BIAS
-    exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 7, 0, 7)
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-
-
-def ulaw_decode(data: bytes) -> np.ndarray:
-    code = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    exponent = (code >> 4) & 0x07
-    magnitude = ((((code & 0x0F) << 3) + _ULAW_BIAS) << exponent) - _ULAW_BIAS
-    return np.where(code & 0x80, -magnitude, magnitude).astype(np.int16)
 
 
 def write_ulaw_wav(path: Path, samples: np.ndarray, rate: int = 8000) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from audio_fixtures.fixture_audio import FIXTURES_DIR, read_wav
+from audio_fixtures.fixture_audio import FIXTURES_DIR
 from tests.channels.sip.sipp import RtpSink, free_udp_port, open_rtp_sink, run_sipp, voiced, write_ulaw_wav
 from tests.voice.conftest import runtime, voice_model, voice_project  # noqa: F401  (the voice tests' assistant)
 from voicecalm.channels.sip import SipServer
@@ -24,6 +24,7 @@ from voicecalm.voice.call import CallInfo
 from voicecalm.voice.engine_processor import EngineProcessor
 from voicecalm.voice.runtime import VoiceRuntime
 from voicecalm.voice.settings import SipSettings
+from voicecalm.voice.wav import read_wav
 
 pytestmark = pytest.mark.slow  # Whisper, Piper, Silero and smart-turn, loaded for real
 

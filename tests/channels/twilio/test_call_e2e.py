@@ -16,10 +16,11 @@ from tests.voice.conftest import FIXTURES, runtime, voice_model, voice_project  
 from voicecalm.channels.twilio import twiml
 from voicecalm.channels.twilio.media import CLOSE_POLICY
 from voicecalm.channels.twilio.routes import HANDOFF_RESULT_PATH
-from voicecalm.testing.twilio_fakes import RestRequest, parse_connect_stream, read_ulaw_wav, ulaw_to_pcm16
+from voicecalm.testing.twilio_fakes import RestRequest, parse_connect_stream
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, FlowCompleted, SessionEnded, SlotSet, UserBargeIn, UserUttered
 from voicecalm.voice.runtime import VoiceRuntime
+from voicecalm.voice.wav import read_wav, ulaw_decode
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ TURN_TIMEOUT = 120.0  # two shared cores run VAD, Whisper, Piper and the engine
 
 
 def ulaw(name: str) -> bytes:
-    return read_ulaw_wav(FIXTURES / f"{name}.ulaw.wav")
+    return read_wav(FIXTURES / f"{name}.ulaw.wav").telephone_ulaw()
 
 
 def bot_ids(conversation: Conversation, utter_action: str) -> list[str]:
@@ -86,7 +87,7 @@ async def test_a_caller_barges_in_keys_digits_and_completes_a_flow(runtime: Voic
     # other audio, so it never got its mark; every other message marked and each mark echoed once.
     assert call.protocol_errors == []
     assert all(payload[:4] != b"RIFF" for payload in call.media_payloads)
-    assert np.sqrt(np.mean(ulaw_to_pcm16(greeting_audio).astype(np.float64) ** 2)) > 300
+    assert np.sqrt(np.mean(ulaw_decode(greeting_audio).astype(np.float64) ** 2)) > 300
     assert names.index("clear") < first_mark
     assert greeting not in call.marks
     assert sorted(call.echoed_marks) == sorted(call.marks) and len(set(call.marks)) == len(call.marks)

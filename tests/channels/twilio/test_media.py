@@ -17,11 +17,12 @@ import pytest
 
 from tests.channels.twilio.conftest import WEBHOOK, twilio_server
 from voicecalm.channels.twilio.media import CLOSE_TOO_BIG, MarkLedger, MediaStreamSerializer
-from voicecalm.testing.twilio_fakes import FakeTwilioCall, RestRequest, ulaw_to_pcm16
+from voicecalm.testing.twilio_fakes import FakeTwilioCall, RestRequest
 from voicecalm.voice import pipecat_api as pc
 from voicecalm.voice.call import CallControl, CallInfo
 from voicecalm.voice.delivery import Playback
 from voicecalm.voice.tts import SharedPiperTTS
+from voicecalm.voice.wav import ulaw_decode
 
 GREETING = "Hello, this is the bank."
 STORY = " ".join(["This is a long answer that goes on for a while, so that the caller can interrupt it."] * 4)
@@ -120,7 +121,7 @@ def index_of_mark(call: FakeTwilioCall, name: str) -> int:
 
 
 def rms(ulaw: bytes) -> float:
-    samples = ulaw_to_pcm16(ulaw).astype(np.float64)
+    samples = ulaw_decode(ulaw).astype(np.float64)
     return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_fixtures.fixture_audio import FIXTURES_DIR, load_transcripts, read_wav, words_missing
+from audio_fixtures.fixture_audio import FIXTURES_DIR, load_transcripts, words_missing
 from tests.channels.webrtc.example_call import CUSTOMER_NUMBER, EXPECTED_FLOW, PASSCODE
+from voicecalm.voice.wav import read_wav
 
 pytestmark = pytest.mark.slow
 
