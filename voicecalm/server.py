@@ -34,7 +34,7 @@ from voicecalm.voice.settings import (
 )
 
 if TYPE_CHECKING:  # the voice stack (pipecat, models) is imported only when a voice channel is on
-    from voicecalm.channels.twilio import CallStatusReport
+    from voicecalm.channels.twilio.routes import CallStatusReport
     from voicecalm.voice.runtime import VoiceRuntime
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def _mount_voice_channels(app: FastAPI, runtime: VoiceRuntime, voice: VoiceChann
     """The Twilio and browser routes; every call runs on the one runtime, whose assistant is the
     REST channel's, so that one conversation can go on across channels."""
     if voice.twilio is not None:
-        from voicecalm.channels.twilio import twilio_router
+        from voicecalm.channels.twilio.routes import twilio_router
 
         app.include_router(twilio_router(lambda: runtime, voice.twilio, on_call_status=call_status_recorder(runtime.assistant)))
     if voice.browser is not None:

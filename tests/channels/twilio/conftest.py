@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from voicecalm.channels.twilio import CallStatusReport, StreamTokens, twilio_router
+from voicecalm.channels.twilio.routes import CallStatusReport, twilio_router
+from voicecalm.channels.twilio.security import StreamTokens
 from voicecalm.channels.twilio.routes import CallRunner
 from voicecalm.testing.twilio_fakes import FakeTwilioCall, FakeTwilioRest, serve_app
 from voicecalm.voice.call import CallControl, CallInfo

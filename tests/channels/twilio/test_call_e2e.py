@@ -15,7 +15,7 @@ from tests.channels.twilio.conftest import HANDOFF_RESULT, PUBLIC_HOST, WEBHOOK,
 from tests.voice.conftest import FIXTURES, runtime, voice_model, voice_project  # noqa: F401 (fixtures)
 from voicecalm.channels.twilio import twiml
 from voicecalm.channels.twilio.media import CLOSE_POLICY
-from voicecalm.channels.twilio.routes import HANDOFF_RESULT_PATH
+from voicecalm.channels.twilio.paths import HANDOFF_RESULT_PATH
 from voicecalm.testing.twilio_fakes import RestRequest, parse_connect_stream
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, FlowCompleted, SessionEnded, SlotSet, UserBargeIn, UserUttered

@@ -14,7 +14,8 @@ from tests.channels.twilio.conftest import (
     twilio_server,
     twilio_settings,
 )
-from voicecalm.channels.twilio import TwilioCallControl, TwilioRest, twiml
+from voicecalm.channels.twilio import twiml
+from voicecalm.channels.twilio.control import TwilioCallControl, TwilioRest
 from voicecalm.channels.twilio.control import PendingHandoffs
 from voicecalm.channels.twilio.media import MarkLedger
 from voicecalm.testing.twilio_fakes import FakeTwilioRest, RestRequest

@@ -24,10 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.channels.twilio.conftest import AUTH_TOKEN, PUBLIC_HOST, WEBHOOK, RecordingRunner, twilio_server, twilio_settings
-from voicecalm.channels.twilio import twilio_router
+from voicecalm.channels.twilio.routes import twilio_router
 from voicecalm.channels.twilio.media import MarkLedger, MediaStreamSerializer
 from voicecalm.channels.twilio.messages import BadFrame, FrameTooLarge, parse_frame
-from voicecalm.channels.twilio.routes import WEBSOCKET_PATH
+from voicecalm.channels.twilio.paths import WEBSOCKET_PATH
 from voicecalm.testing.action_server import free_port
 from voicecalm.testing.twilio_fakes import FakeTwilioCall
 from voicecalm.voice import pipecat_api as pc

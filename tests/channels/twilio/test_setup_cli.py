@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,10 @@ async def test_setup_needs_the_channel_in_credentials_yml(tmp_path: Path) -> Non
 
     assert result.exit_code == 1
     assert "credentials.yml has no twilio_media_streams section" in result.output
+
+
+def test_setting_up_a_number_does_not_load_the_voice_pipeline() -> None:
+    # `voicecalm twilio setup` only talks to Twilio's REST API; pipecat takes seconds to import.
+    check = "import sys, voicecalm.cli, voicecalm.channels.twilio.numbers; print('pipecat' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

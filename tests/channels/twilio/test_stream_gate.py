@@ -10,7 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.channels.twilio.conftest import AUTH_TOKEN, PUBLIC_HOST, WEBHOOK, RecordingRunner, twilio_server
-from voicecalm.channels.twilio import StreamTokens, routes
+from voicecalm.channels.twilio import routes
+from voicecalm.channels.twilio.security import StreamTokens
 from voicecalm.channels.twilio.media import CLOSE_POLICY, CLOSE_TOO_BIG
 from voicecalm.channels.twilio.messages import MAX_FRAME_BYTES
 from voicecalm.testing.twilio_fakes import FakeTwilioCall

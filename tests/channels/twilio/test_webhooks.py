@@ -18,8 +18,9 @@ from tests.channels.twilio.conftest import (
     twilio_server,
     twilio_settings,
 )
-from voicecalm.channels.twilio import StreamGrant, twiml
-from voicecalm.channels.twilio.routes import HANDOFF_RESULT_PATH
+from voicecalm.channels.twilio import twiml
+from voicecalm.channels.twilio.security import StreamGrant
+from voicecalm.channels.twilio.paths import HANDOFF_RESULT_PATH
 from voicecalm.testing.twilio_fakes import parse_connect_stream
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "telephony" / "twilio"

@@ -13,7 +13,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from voicecalm.channels.twilio.routes import STATUS_PATH, WEBHOOK_PATH
+from voicecalm.channels.twilio.paths import STATUS_PATH, WEBHOOK_PATH
 from voicecalm.voice.settings import TwilioMediaStreamsSettings
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")

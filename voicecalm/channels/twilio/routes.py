@@ -23,6 +23,15 @@ from voicecalm.channels.twilio.media import (
     TwilioMediaTransport,
     close_websocket,
 )
+from voicecalm.channels.twilio.paths import (
+    AFTER_STREAM_PATH,
+    CHANNEL_NAME,
+    HANDOFF_RESULT_PATH,
+    PREFIX,
+    STATUS_PATH,
+    WEBHOOK_PATH,
+    WEBSOCKET_PATH,
+)
 from voicecalm.channels.twilio.messages import BadFrame, Connected, FrameTooLarge, Start, parse_frame
 from voicecalm.channels.twilio.security import (
     SIGNATURE_HEADER,
@@ -39,13 +48,6 @@ from voicecalm.voice.settings import TwilioMediaStreamsSettings
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_NAME = "twilio_media_streams"
-PREFIX = f"/webhooks/{CHANNEL_NAME}"
-WEBHOOK_PATH = f"{PREFIX}/webhook"
-WEBSOCKET_PATH = f"{PREFIX}/websocket"
-AFTER_STREAM_PATH = f"{PREFIX}/after_stream"
-HANDOFF_RESULT_PATH = f"{PREFIX}/handoff_result"
-STATUS_PATH = f"{PREFIX}/status"
 START_TIMEOUT_SECS = 5.0
 MAX_FORM_BYTES = 64 * 1024
 DIAL_CONNECTED = frozenset({"completed", "answered"})  # the human took the call: we are done
