@@ -159,6 +159,14 @@ class Assistant:
         with metrics.turn(turn.input_channel) as counted:
             return await self._commit(sender_id, run)
 
+    async def predict(self, sender_id: str, text: str) -> list[Command]:
+        """The commands a user message would start its turn from (understood and filtered for the
+        state, as `handle` does), without running the turn: dialogue understanding tests score
+        them against the conversation as written."""
+        conversation = await self.conversation(sender_id)
+        understood = await understand(text, None, conversation, self.project, self.generator)
+        return filter_for_state(understood.commands, self.project, conversation)
+
     async def start_session(
         self, sender_id: str, metadata: Mapping[str, Any] | None = None, input_channel: str | None = None
     ) -> TurnResult:

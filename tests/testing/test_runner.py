@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.testing.conftest import STUBS, ScriptedGenerator, last_line, run_cli
+from voicecalm.dialogue.commands import Command
 from voicecalm.project import Project
 from voicecalm.testing.e2e.du import evaluate
 from voicecalm.testing.e2e.loader import load_tests
 from voicecalm.testing.e2e.results import CaseResult
 from voicecalm.testing.e2e.runner import E2ERunner
+from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import (
     ActionExecuted,
     BotUttered,
@@ -260,6 +263,40 @@ async def test_llm_mode_scores_the_generator_against_the_annotations(bank: Proje
     assert report.micro.precision == pytest.approx(5 / 7)
     assert report.micro.recall == pytest.approx(5 / 6)
     assert [s.step.text for s in report.first_divergent] == ["check balance"]
+
+
+class StateRecordingGenerator(ScriptedGenerator):
+    """Also records the flows on the stack when each message was predicted."""
+
+    def __init__(self, script: dict[str, Sequence[str]]) -> None:
+        super().__init__(script)
+        self.stacks: list[list[str]] = []
+
+    async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
+        self.stacks.append([frame.get("flow_id", "") for frame in conversation.stack])
+        return await super().predict(text, conversation, project)
+
+
+async def test_du_mode_judges_each_step_in_the_conversation_as_written(bank: Project, tmp_path: Path) -> None:
+    # "check balance" is mispredicted as a transfer; in llm mode the case goes on in the wrong
+    # flow, in du mode it goes on as annotated.
+    generator = StateRecordingGenerator(SCRIPT)
+    results = await run(bank, tmp_path, DU_TESTS, mode="du", generator=generator)
+    assert [r.passed for r in results] == [True, True], [r.failure for r in results]
+    assert generator.calls == list(SCRIPT)
+    report = evaluate([s for r in results for s in r.du_steps], bank.domain.slots)
+    assert [s.match for s in report.steps] == [True, True, False, True, True, False]
+    # Each step was predicted before it ran, on the stack the annotations built.
+    assert generator.stacks[0] == [] and generator.stacks[1] == ["transfer_money", "pattern_collect_information"]
+    assert generator.stacks[3][0] == "pattern_completed"  # check_balance ran and ended
+    llm = StateRecordingGenerator(SCRIPT)
+    await run(bank, tmp_path, DU_TESTS, mode="llm", generator=llm)
+    assert llm.stacks[3][0] == "transfer_money"
+
+
+def test_du_mode_is_refused_for_spoken_tests(write) -> None:
+    result = run_cli(write(DU_TESTS), "--commands", "du", "--voice")
+    assert result.exit_code == 2 and "--voice runs --commands oracle or llm" in result.output
 
 
 def _with_generator(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 class CommandsMode(str, Enum):
     oracle = "oracle"
     llm = "llm"
+    du = "du"
 
 
 def _print_problems(problems: tuple[Problem, ...] | list[Problem]) -> None:
@@ -94,7 +95,7 @@ def _spoken_runner(
 
 async def _run(runner: E2ERunner, cases: list[TestCase], fail_fast: bool) -> list[CaseResult]:
     try:
-        if runner.mode == "llm":
+        if runner.mode != "oracle":
             warm_up = getattr(runner.generator, "warm_up", None)
             if warm_up is not None:
                 await warm_up()
@@ -113,7 +114,11 @@ def e2e(
     ] = None,
     commands: Annotated[
         CommandsMode,
-        typer.Option(help="oracle: annotated steps use their `commands:`; llm: every step calls the generator."),
+        typer.Option(
+            help="oracle: annotated steps use their `commands:`; llm: every step calls the generator; du: every "
+            "annotated step is predicted and scored on its own, then played with its `commands:` "
+            "(a dialogue understanding test: one wrong prediction does not derail the steps after it)."
+        ),
     ] = CommandsMode.llm,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop after the first failed test case.")] = False,
     e2e_results: Annotated[
@@ -138,6 +143,9 @@ def e2e(
     ] = False,
 ) -> None:
     """Run e2e test cases; exit 0 when all pass, 1 on a failure, 2 when the tests cannot be loaded."""
+    if voice and commands is CommandsMode.du:
+        err.print("--voice runs --commands oracle or llm: a spoken step cannot be predicted without being sent", style="red")
+        raise typer.Exit(EXIT_LOAD_ERROR)
     loaded_project = _load_project(project)
     path = path if path is not None else _default_path(project)
     try:
@@ -163,7 +171,7 @@ def e2e(
     print_failures(results, loaded_project, out)
     print_check_table(results, out)
     du_too_low = False
-    if commands is CommandsMode.llm:
+    if commands is not CommandsMode.oracle:
         report = evaluate([step for result in results for step in result.du_steps], loaded_project.domain.slots)
         if report.steps:
             print_du_report(report, out)
@@ -177,7 +185,7 @@ def e2e(
                 du_too_low = True
                 out.print(f"DU accuracy {report.accuracy:.2f} is below the minimum {min_du_accuracy}", style="red")
     elif du_report is not None or min_du_accuracy is not None:
-        err.print("--du-report and --min-du-accuracy need --commands llm; ignored", style="yellow")
+        err.print("--du-report and --min-du-accuracy need --commands llm or du; ignored", style="yellow")
     if junit_xml is not None:
         write_junit_xml(results, loaded_project, junit_xml)
     if e2e_results is not None:

@@ -30,7 +30,7 @@ from voicecalm.understanding.understand import CommandGenerator
 
 logger = logging.getLogger(__name__)
 
-CommandsMode = Literal["oracle", "llm"]
+CommandsMode = Literal["oracle", "llm", "du"]
 
 
 class Session(Protocol):
@@ -42,6 +42,9 @@ class Session(Protocol):
 
     async def send(self, step: UserStep, commands: list[Command] | None) -> Turn:
         """One user step (`commands`: the oracle's, skipping the generator), and what it appended."""
+
+    async def predict(self, step: UserStep) -> list[Command]:
+        """The commands the generator would give the step now, without sending it."""
 
 
 class TextSession:
@@ -60,10 +63,16 @@ class TextSession:
         turn = UserTurn(text=step.text, commands=commands, metadata=step.metadata)
         return Turn(step, (await self.assistant.handle(self.sender_id, turn)).events)
 
+    async def predict(self, step: UserStep) -> list[Command]:
+        return await self.assistant.predict(self.sender_id, step.text)
+
 
 class E2ERunner:
     """`oracle`: annotated steps skip the generator; `llm`: every step that reaches the
-    generator calls it, and annotated ones are scored for the DU report."""
+    generator calls it, and annotated ones are scored for the DU report; `du`: every annotated
+    step is predicted and scored on its own, then played with its annotated commands, so each
+    one is judged in the conversation as written, however the steps before it were predicted
+    (Rasa's dialogue understanding tests); the assertions are checked as in `oracle`."""
 
     assistant_type: type[Assistant] = Assistant  # spoken e2e adds the test's metadata and commands to call turns
 
@@ -145,25 +154,24 @@ class E2ERunner:
 
     async def _user_turn(self, case: TestCase, step: UserStep, session: Session, result: CaseResult) -> Turn | None:
         commands: list[Command] | None = None
+        predicted: tuple[Command, ...] | None = None
         if step.reaches_generator:
-            if self.mode == "oracle" and step.annotation is not None:
-                # As if the generator returned the annotation: nothing parsed means `cannot handle`.
-                commands = list(step.annotation.commands) or [CannotHandle()]
-            elif self.generator is None:
+            annotated = step.annotation is not None
+            if self.generator is None and not (annotated and self.mode == "oracle"):
                 result.failure = Failure(step.location, step.describe(), self._no_generator(case, step))
                 return None
+            if annotated and self.mode == "du":
+                predicted = tuple(await session.predict(step))
+            if annotated and self.mode in ("oracle", "du"):
+                # As if the generator returned the annotation: nothing parsed means `cannot handle`.
+                commands = list(step.annotation.commands) or [CannotHandle()]
         turn = await session.send(step, commands)
         result.turns.append(turn)
         if self.mode == "llm" and step.annotation is not None:
+            predicted = predicted_commands(turn.events)
+        if predicted is not None and step.annotation is not None:
             result.du_steps.append(
-                DuStep(
-                    case.name,
-                    case.file,
-                    step.location.line,
-                    step.text,
-                    step.annotation.commands,
-                    predicted_commands(turn.events),
-                )
+                DuStep(case.name, case.file, step.location.line, step.text, step.annotation.commands, predicted)
             )
         return turn
 

@@ -137,6 +137,9 @@ class SpokenSession:
             await self.assistant.set_slots(self.call.info.call_id, self.case.fixtures)
         return await self._new_events()
 
+    async def predict(self, step: UserStep) -> list[Command]:
+        raise TypeError("a spoken step is understood only once it is sent: spoken tests run in oracle or llm mode")
+
     async def send(self, step: UserStep, commands: list[Command] | None) -> Turn:
         spoken = is_spoken(step)
         self.assistant.test.step = StepInput(step.metadata, commands)
