@@ -16,7 +16,6 @@ from voicecalm.knowledge.answer import (
     ExtractiveAnswerer,
     LlmAnswerer,
     SpokenSentences,
-    clean_answer,
 )
 from voicecalm.knowledge.index import split_sentences
 from voicecalm.knowledge.responder import (
@@ -212,12 +211,19 @@ def test_spoken_sentences_from_pieces() -> None:
     assert stopped.feed("One. NO_ANSWER. Two. ") == ["One."] and stopped.done
 
 
-def test_clean_answer() -> None:
-    assert clean_answer("NO_ANSWER") is None
-    assert clean_answer("  no answer. ") is None
-    assert clean_answer("") is None
-    assert clean_answer('"It costs $30." ') == "It costs $30."
-    assert clean_answer("One. Two. Three. Four.") == "One. Two. Three."
+def spoken(whole: str) -> str | None:
+    sentences = SpokenSentences()
+    sentences.feed(whole)
+    sentences.finish()
+    return sentences.text
+
+
+def test_a_whole_answer_is_cleaned_for_speech() -> None:
+    assert spoken("NO_ANSWER") is None
+    assert spoken("  no answer. ") is None
+    assert spoken("") is None
+    assert spoken('"It costs $30." ') == "It costs $30."
+    assert spoken("One. Two. Three. Four.") == "One. Two. Three."
 
 
 def test_the_example_assistant_gets_a_responder() -> None:

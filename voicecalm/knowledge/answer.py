@@ -249,14 +249,6 @@ class SpokenSentences:
         return re.sub(r"\s+", " ", sentence).strip().strip('"').strip()
 
 
-def clean_answer(text: str, max_sentences: int = 3, max_chars: int = 400) -> str | None:
-    """A whole answer from the model as speakable text; None when it says NO_ANSWER or nothing usable."""
-    sentences = SpokenSentences(max_sentences, max_chars)
-    sentences.feed(text)
-    sentences.finish()
-    return sentences.text
-
-
 class LlmAnswerer:
     """An answer written by a language model from the top passages and the recent conversation.
 
