@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import zlib
 from collections.abc import Iterator
@@ -12,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.actions.conftest import bank_copy
-from voicecalm.testing.action_server import free_port
+from tests.actions.conftest import HERE, bank_copy
+from voicecalm.testing.action_server import ServerTls, free_port
+from voicecalm.testing.action_server import action_server as serve_actions
 from tests.dialogue.conftest import Chat
 from voicecalm.actions import ActionServerClient
 from voicecalm.assistant import Assistant
@@ -100,6 +103,40 @@ async def test_a_rejected_action_lets_the_flow_go_on(project: Path) -> None:
     chat = await chat_with(project)
     assert await chat.say("start flow refused_flow") == ["utter_thanks", "utter_ask_continue_conversation"]
     assert [e.action_name for e in chat.events(ActionExecutionRejected)] == ["action_refuse"]
+    await chat.assistant.close()
+
+
+@pytest.fixture(scope="module")
+def tls_action_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The rasa-sdk server over HTTPS, with a certificate from a CA made for this test; yields
+    the URL and the CA's PEM file."""
+    folder = tmp_path_factory.mktemp("tls")
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    tls = ServerTls(certificate=folder / "server.pem", key=folder / "server.key", ca=folder / "ca.pem")
+    issued.cert_chain_pems[0].write_to_path(str(tls.certificate))
+    issued.private_key_pem.write_to_path(str(tls.key))
+    authority.cert_pem.write_to_path(str(tls.ca))
+    with serve_actions("server_actions", HERE, tls=tls) as url:
+        yield url, tls.ca
+
+
+async def test_a_tls_action_server_is_reached_with_the_configured_ca(tmp_path: Path, tls_action_server: tuple[str, Path]) -> None:
+    url, ca = tls_action_server
+    project = bank_copy(tmp_path, f'action_endpoint:\n  url: "{url}"\n  cafile: ca.pem\n')
+    shutil.copy(ca, project / "ca.pem")  # `cafile` is relative to the project
+    chat = await chat_with(project)
+    assert await chat.say("start flow check_balance") == ["utter_balance", "utter_ask_continue_conversation"]
+    await chat.assistant.close()
+
+
+async def test_a_tls_action_server_whose_certificate_is_not_trusted_is_not_called(
+    tmp_path: Path, tls_action_server: tuple[str, Path]
+) -> None:
+    url, _ = tls_action_server
+    chat = await chat_with(bank_copy(tmp_path, f'action_endpoint:\n  url: "{url}"\n'))
+    assert await chat.say("start flow check_balance") == ["utter_internal_error_rasa", "utter_flow_cancelled_rasa"]
+    assert failure_of(chat) == {"error": "connection_error", "status": None}
     await chat.assistant.close()
 
 
