@@ -93,6 +93,8 @@ async def run(path: Path, every: int = 1, offset: int = 0, timeout: float | None
         "timeout_s": (await generator.settings()).timeout,
         "latency_p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
         "latency_p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
+        # With a raised --timeout: the calls that the configured timeout would have cut off.
+        "calls_over_7s": sum(seconds > 7.0 for seconds in ordered),
         "wall_s": round(wall, 1),
         # The machine is shared: latency means little without the load it was measured under.
         "load_average_1m": [round(load_before[0], 2), round(load_after[0], 2)],

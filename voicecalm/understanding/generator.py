@@ -15,7 +15,7 @@ from voicecalm.project import Flow, Project
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.understanding.flow_retrieval import FlowRetrieval
-from voicecalm.understanding.grammar import command_grammar
+from voicecalm.understanding.grammar import command_grammar, ungrounded_numbers
 from voicecalm.understanding.llm import LlmError, LlmSettings, complete
 from voicecalm.understanding.prompt import PromptBuilder, current_flow
 
@@ -112,4 +112,7 @@ class LLMCommandGenerator:
             metrics.llm_error("completion")
             return [Error()]
         logger.debug("completion: %r", completion)
-        return self.commands_from_completion(completion)
+        commands = self.commands_from_completion(completion)
+        if self.constrained:
+            commands = ungrounded_numbers(commands, self.project, text) or [CannotHandle()]
+        return commands

@@ -20,6 +20,7 @@ from voicecalm.project.flows import CallStep, CollectStep
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, UserBargeIn, UserUttered
+from voicecalm.understanding.examples import project_examples
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "command_prompt.jinja2"
 # The embedded model's prompt: the same content, laid out for a small model that reads each turn's
@@ -168,6 +169,11 @@ class PromptBuilder:
             "offer_offtopic": not search_ready,
             "offer_handoff": config.human_handoff_command,
         }
+        if self.local:
+            startable = [flow for flow in project.user_flows if flow.guard is not False]
+            self.fixed["examples"] = project_examples(
+                startable, project, offtopic=not search_ready, handoff=config.human_handoff_command
+            )
 
     def _template(self) -> Template:
         if self.config.prompt_template:
