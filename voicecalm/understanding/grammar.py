@@ -5,12 +5,15 @@ values and booleans spelled out, so every completion parses. It does not make a 
 right, but it removes whole classes of mistakes that a 1.5B model makes at temperature 0:
 
 - one answer-type command (`offtopic reply`, `provide info`, ...) stands alone;
-- `set slot` names a slot of an active flow, the slot being asked, or a slot of a flow started
-  on the line above; a flow's slots follow its `start flow` line;
-- `skip question` only while a question is pending, `cancel flow` only inside a flow;
+- `set slot` names the slot being asked or a slot of an active flow, or follows the
+  `start flow` line of its own flow; each slot at most once, in a fixed order (at temperature 0
+  the model otherwise repeated a line until the length limit); one flow started per answer;
+- `skip question` only while a question is pending, `cancel flow` only inside a flow; `if: False`
+  flows and the flow in progress are never started;
 - values are grounded in the message: a text value is a span of the user's words (or digits,
-  when the user spoke numbers as words), a number is one the message contains (any number when
-  it spells one out); a slot with nothing in the message to fill it cannot be written at all.
+  when the user spoke numbers as words), a number one that the message holds in digits (any
+  number when it spells one out; an invented one is dropped after parsing, see
+  `ungrounded_numbers`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
+from voicecalm.dialogue.commands import Command, SetSlot
 from voicecalm.project import Flow, Project
 from voicecalm.understanding.prompt import prompt_slots
 
@@ -102,15 +106,16 @@ class _Message:
         return " | ".join(options) or None
 
 
-def ungrounded_numbers(commands: list, project: Project, message: str) -> list:
+def ungrounded_numbers(commands: list[Command], project: Project, message: str) -> list[Command]:
     """`commands` without the `set slot` lines of float slots whose number the message does not
     hold (neither in digits nor spelled out): the model invented them."""
     words = _Message(message)
     kept = []
     for command in commands:
-        slot = project.domain.slots.get(getattr(command, "name", "")) if command.command == "set slot" else None
-        if slot is not None and slot.type == "float" and not words.grounded(command.value):
-            continue
+        if isinstance(command, SetSlot):
+            slot = project.domain.slots.get(command.name)
+            if slot is not None and slot.type == "float" and not words.grounded(command.value):
+                continue
         kept.append(command)
     return kept
 
