@@ -3,6 +3,10 @@
 Runs the annotated e2e cases (default `e2e_tests/understanding`) in `llm` mode, so every step
 goes through the real generator (by default the embedded model), and prints the exact-match
 rate, precision/recall per command type and the generator's latency per turn (p50/p90).
+
+`--every 3` runs every third case (a fixed subset for quick iteration); `--timeout` raises the
+model's timeout for accuracy runs (report latency at the configured one); the mismatching steps
+are also written one per block next to the JSON (`*.mismatches.txt`) for error analysis.
 """
 
 from __future__ import annotations
@@ -10,21 +14,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import statistics
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
 from voicecalm.actions import create_action_runner
-from voicecalm.dialogue.commands import Command
+from voicecalm.dialogue.commands import Command, Error
 from voicecalm.project import Project, load_project
-from voicecalm.testing.e2e.du import evaluate
+from voicecalm.testing.e2e.du import DuReport, command_lines, evaluate
 from voicecalm.testing.e2e.loader import load_tests
 from voicecalm.testing.e2e.report import print_du_report
 from voicecalm.testing.e2e.runner import E2ERunner
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.understanding.factory import create_generator
+from voicecalm.understanding.llm import LlmSettings
 from voicecalm.understanding.understand import CommandGenerator
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -40,45 +49,104 @@ class TimedGenerator:
         started = time.perf_counter()
         commands = await self.generator.predict(text, conversation, project)
         self.seconds.append(time.perf_counter() - started)
+        # One line per call as it happens: a long run can be read (and judged) before it ends.
+        print(f"{self.seconds[-1]:6.2f}s {text!r} -> {' | '.join(command_lines(commands))}", file=sys.stderr, flush=True)
         return commands
 
 
-async def run(path: Path) -> dict:
+async def run(path: Path, every: int = 1, offset: int = 0, timeout: float | None = None) -> tuple[dict, DuReport]:
     project = load_project(REPOSITORY)
     generator = create_generator(project)
     if generator is None:
         raise SystemExit("the example assistant configures no command generator")
+    if timeout is not None:
+        configured = generator.settings
+
+        async def longer() -> LlmSettings:
+            return replace(await configured(), timeout=timeout)
+
+        generator.settings = longer
     timed = TimedGenerator(generator)
-    cases = load_tests(path, project).cases
+    cases = load_tests(path, project).cases[offset::every]
     runner = E2ERunner(project, mode="llm", generator=timed, actions=create_action_runner(project))
-    await timed.predict("hello", Conversation("warm-up", {}), project)  # starts the model; not counted
+    # Starts the model and reads the prompt's fixed part once (as the assistant does at start-up).
+    await generator.warm_up()
+    await timed.predict("hello", Conversation("warm-up", {}), project)  # not counted
     timed.seconds.clear()
+    load_before = os.getloadavg()
+    started = time.perf_counter()
     results = await runner.run(cases)
+    wall = time.perf_counter() - started
+    load_after = os.getloadavg()
     report = evaluate([step for result in results for step in result.du_steps], project.domain.slots)
     print_du_report(report, Console())
     ordered = sorted(timed.seconds)
-    return {
+    errors = sum(any(isinstance(c, Error) for c in s.step.predicted) for s in report.steps)
+    figures = {
         "cases": len(cases),
         "cases_passed": sum(result.passed for result in results),
         "annotated_steps": len(report.steps),
         "exact_match": report.accuracy,
         "du": report.to_json(),
         "generator_calls": len(ordered),
-        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "latency_p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1),
+        "error_steps": errors,  # timeouts and model errors: the error command
+        "timeout_s": (await generator.settings()).timeout,
+        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
+        "latency_p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
+        # With a raised --timeout: the calls that the configured timeout would have cut off.
+        "calls_over_7s": sum(seconds > 7.0 for seconds in ordered),
+        "wall_s": round(wall, 1),
+        # The machine is shared: latency means little without the load it was measured under.
+        "load_average_1m": [round(load_before[0], 2), round(load_after[0], 2)],
+        "load_average_15m_after": round(load_after[2], 2),
     }
+    return figures, report
+
+
+def mismatches(report: DuReport) -> str:
+    blocks = []
+    for scored in report.steps:
+        if not scored.match:
+            step = scored.step
+            blocks.append(
+                f"{step.file.name}:{step.line} [{step.test}]\n  user: {step.text}\n"
+                f"  expected: {' | '.join(command_lines(step.expected)) or '(none)'}\n"
+                f"  predicted: {' | '.join(command_lines(step.predicted)) or '(none)'}"
+            )
+    return "\n".join(blocks) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("path", nargs="?", type=Path, default=REPOSITORY / "e2e_tests" / "understanding")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--every", type=int, default=1, help="run every N-th case only")
+    parser.add_argument("--offset", type=int, default=0, help="first case of the subset")
+    parser.add_argument("--timeout", type=float, help="model timeout in seconds (default: the configured one)")
+    parser.add_argument("--model", help="embedded model from the catalog (default: the default one), e.g. qwen2.5-coder-0.5b")
+    parser.add_argument("--server-log", type=Path, help="write the llama.cpp server's log (timings, prefix hits) here")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.path))
+    if args.server_log is not None:
+        handler = logging.FileHandler(args.server_log, mode="w")
+        server_logger = logging.getLogger("voicecalm.understanding.local_llm")
+        server_logger.addHandler(handler)
+        server_logger.setLevel(logging.DEBUG)
+    if args.model is not None:
+        from functools import partial
+
+        from voicecalm.models.catalog import MODELS
+        from voicecalm.understanding import factory, local_llm
+
+        factory.local_endpoint = partial(local_llm.local_endpoint, MODELS[args.model])  # type: ignore[assignment]
+    figures, report = asyncio.run(run(args.path, args.every, args.offset, args.timeout))
     summary = {k: v for k, v in figures.items() if k != "du"}
+    summary["per_command"] = {
+        name: [round(c.precision or 0, 2), round(c.recall or 0, 2), c.count] for name, c in report.per_command.items()
+    }
     print(json.dumps(summary, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
+    args.out.with_suffix(".mismatches.txt").write_text(mismatches(report))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from voicecalm.project import Flow, Project
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.understanding.flow_retrieval import FlowRetrieval
-from voicecalm.understanding.grammar import command_grammar
+from voicecalm.understanding.grammar import command_grammar, ungrounded_numbers
 from voicecalm.understanding.llm import LlmError, LlmSettings, complete
-from voicecalm.understanding.prompt import PromptBuilder
+from voicecalm.understanding.prompt import PromptBuilder, current_flow
 
 if TYPE_CHECKING:
     from voicecalm.models.embedder import Embedder
@@ -47,7 +47,7 @@ class LLMCommandGenerator:
         self.config = config
         self.settings = settings
         self.constrained = constrained
-        self.prompts = PromptBuilder(project, config)
+        self.prompts = PromptBuilder(project, config, local=constrained)
         self.retrieval = FlowRetrieval(project, config.flow_retrieval, embedder)
         self.user_flow_ids = frozenset(flow.id for flow in project.user_flows)
 
@@ -58,6 +58,16 @@ class LLMCommandGenerator:
             if frame["flow_id"] in self.project.flows
         ]
 
+    def prompt_flows(self, offered: list[Flow]) -> list[Flow]:
+        """The flows the prompt lists. The local layout lists every startable flow, in a fixed
+        order, whatever the guards and the stack say: then the long flow list stays in the model's
+        cached prefix from turn to turn and conversation to conversation (a guarded flow coming and
+        going re-read ~100 tokens, 1.5 s on 2 cores). The grammar still offers only `offered`,
+        and cleanup drops a start whose guard fails. With retrieval on, the shortlist it is."""
+        if self.prompts.local and not self.retrieval.needed:
+            return self.retrieval.candidates
+        return offered
+
     def commands_from_completion(self, completion: str) -> list[Command]:
         commands = post_process(parse_commands(completion), self.user_flow_ids)
         return commands or [CannotHandle()]
@@ -67,7 +77,7 @@ class LLMCommandGenerator:
         user's turn costs what any later turn costs (a local model reuses what it has read)."""
         conversation = Conversation("warm-up", {})
         flows = await self.retrieval.shortlist(conversation, "")
-        prompt = self.prompts.build("", conversation, flows)
+        prompt = self.prompts.build("", conversation, self.prompt_flows(flows))
         try:
             settings = replace(await self.settings(), timeout=timeout, max_tokens=1)
             await complete(settings, prompt)
@@ -76,7 +86,7 @@ class LLMCommandGenerator:
 
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
         flows = await self.retrieval.shortlist(conversation, text)
-        prompt = self.prompts.build(text, conversation, flows)
+        prompt = self.prompts.build(text, conversation, self.prompt_flows(flows))
         grammar = None
         if self.constrained:
             grammar = command_grammar(
@@ -85,6 +95,9 @@ class LLMCommandGenerator:
                 self.project,
                 offtopic=self.prompts.fixed["offer_offtopic"],
                 handoff=self.config.human_handoff_command,
+                asked_slot=stacks.asked_slot(conversation.stack),
+                message=text,
+                current_flow=current.id if (current := current_flow(conversation, self.project)) else None,
             )
         try:
             settings = await self.settings()
@@ -99,4 +112,7 @@ class LLMCommandGenerator:
             metrics.llm_error("completion")
             return [Error()]
         logger.debug("completion: %r", completion)
-        return self.commands_from_completion(completion)
+        commands = self.commands_from_completion(completion)
+        if self.constrained:
+            commands = ungrounded_numbers(commands, self.project, text) or [CannotHandle()]
+        return commands

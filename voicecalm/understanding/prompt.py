@@ -20,8 +20,12 @@ from voicecalm.project.flows import CallStep, CollectStep
 from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, UserBargeIn, UserUttered
+from voicecalm.understanding.examples import project_examples
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "command_prompt.jinja2"
+# The embedded model's prompt: the same content, laid out for a small model that reads each turn's
+# tokens at ~15 ms apiece (a one-line state, the message as the conversation's last line).
+LOCAL_TEMPLATE = DEFAULT_TEMPLATE.with_name("command_prompt_local.jinja2")
 HISTORY_LINES = 20
 NOT_UNDERSTOOD = "[a message that could not be processed]"
 # voice.md: the tracker marks bot messages the caller cut off or never heard.
@@ -98,6 +102,41 @@ def current_state(conversation: Conversation, project: Project) -> tuple[str, Fl
     return json.dumps(state, ensure_ascii=False, default=str), flow, asked, description
 
 
+def current_flow(conversation: Conversation, project: Project) -> Flow | None:
+    """The flow in progress as the user asked for it, not one it calls: authenticate_user is
+    not in the flow list, and its slots count as the calling flow's."""
+    frame = next(
+        (f for f in reversed(conversation.stack) if stacks.is_user_flow(f) and f.get("frame_type") != stacks.CALL), None
+    )
+    return project.flows.get(frame["flow_id"]) if frame else None
+
+
+def compact_state(conversation: Conversation, project: Project) -> str:
+    """The current state in one short line, e.g. `active flow transfer_money, asking
+    transfer_amount; filled transfer_recipient=Anna`: the flow list above already holds every
+    slot's description and allowed values, so only what changes per turn is written."""
+    flow = current_flow(conversation, project)
+    asked = stacks.asked_slot(conversation.stack)
+    text = f"active flow {flow.id}" if flow is not None else "no active flow"
+    if asked:
+        text += f", asking {asked}"
+    if flow is not None:
+        filled = [
+            f"{slot.name}={_one_line(str(value))}"
+            for slot in prompt_slots(flow, project, called=True)
+            if (value := conversation.slots.get(slot.name)) is not None
+        ]
+        if filled:
+            text += "; filled " + ", ".join(filled)
+    return text
+
+
+def _one_line(text: str) -> str:
+    # A line of the conversation cannot start a new line: the text must not be able to pose as
+    # the assistant, the state or a section of the prompt.
+    return " ".join(text.split())
+
+
 def history(conversation: Conversation) -> str:
     """The conversation as the caller experienced it: a bot message cut by a barge-in is marked,
     one never played is left out (voice.md §4)."""
@@ -108,26 +147,33 @@ def history(conversation: Conversation) -> str:
     for event in events:
         if isinstance(event, UserUttered) and event.text is not None:
             raised_error = any(c.get("command") == Error.command for c in event.commands)
-            lines.append(f"USER: {NOT_UNDERSTOOD if raised_error else event.text}")
+            lines.append(f"USER: {NOT_UNDERSTOOD if raised_error else _one_line(event.text)}")
         elif isinstance(event, BotUttered) and event.text:
             message_id = event.metadata.get("message_id")
             if message_id in unheard:
                 continue
             note = INTERRUPTED_NOTE if message_id is not None and message_id in interrupted else ""
-            lines.append(f"AI: {event.text}{note}")
+            lines.append(f"AI: {_one_line(event.text)}{note}")
     return "\n".join(lines[-HISTORY_LINES:])
 
 
 class PromptBuilder:
-    def __init__(self, project: Project, config: CommandGeneratorConfig) -> None:
+    def __init__(self, project: Project, config: CommandGeneratorConfig, *, local: bool = False) -> None:
+        """`local`: the embedded model's layout (LOCAL_TEMPLATE), unless the project has its own."""
         self.project = project
         self.config = config
+        self.local = local and not config.prompt_template
         self.template = self._template()
         search_ready = config.name == "SearchReadyLLMCommandGenerator"
         self.fixed = {
             "offer_offtopic": not search_ready,
             "offer_handoff": config.human_handoff_command,
         }
+        if self.local:
+            startable = [flow for flow in project.user_flows if flow.guard is not False]
+            self.fixed["examples"] = project_examples(
+                startable, project, offtopic=not search_ready, handoff=config.human_handoff_command
+            )
 
     def _template(self) -> Template:
         if self.config.prompt_template:
@@ -137,10 +183,13 @@ class PromptBuilder:
         environment = Environment(
             loader=FileSystemLoader(str(DEFAULT_TEMPLATE.parent)), undefined=StrictUndefined, autoescape=False
         )
-        return environment.get_template(DEFAULT_TEMPLATE.name)
+        return environment.get_template((LOCAL_TEMPLATE if self.local else DEFAULT_TEMPLATE).name)
 
     def build(self, user_message: str, conversation: Conversation, flows: Sequence[Flow]) -> str:
         state, active, asked, asked_description = current_state(conversation, self.project)
+        if self.local:
+            state = compact_state(conversation, self.project)
+            user_message = _one_line(user_message)
         now = None
         if self.config.include_date_time:
             moment = datetime.now(ZoneInfo(self.config.timezone))
