@@ -1,8 +1,10 @@
 """Dialogue understanding of the configured command generator on the example assistant.
 
-Runs the annotated e2e cases (default `e2e_tests/understanding`) in `llm` mode, so every step
-goes through the real generator (by default the embedded model), and prints the exact-match
-rate, precision/recall per command type and the generator's latency per turn (p50/p90).
+Runs the annotated e2e cases (default `e2e_tests/understanding`) through the real generator (by
+default the embedded model) and prints the exact-match rate, precision/recall per command type and
+the generator's latency per turn (p50/p90). `--mode du` (the default) scores every annotated step
+on its own, in the conversation as written (Rasa's dialogue understanding tests); `--mode llm`
+plays the model's commands, so a wrong prediction also changes the turns after it.
 
 `--every 3` runs every third case (a fixed subset for quick iteration); `--timeout` raises the
 model's timeout for accuracy runs (report latency at the configured one); the mismatching steps
@@ -30,7 +32,7 @@ from voicecalm.project import Project, load_project
 from voicecalm.testing.e2e.du import DuReport, command_lines, evaluate
 from voicecalm.testing.e2e.loader import load_tests
 from voicecalm.testing.e2e.report import print_du_report
-from voicecalm.testing.e2e.runner import E2ERunner
+from voicecalm.testing.e2e.runner import CommandsMode, E2ERunner
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.understanding.factory import create_generator
 from voicecalm.understanding.llm import LlmSettings
@@ -54,7 +56,9 @@ class TimedGenerator:
         return commands
 
 
-async def run(path: Path, every: int = 1, offset: int = 0, timeout: float | None = None) -> tuple[dict, DuReport]:
+async def run(
+    path: Path, every: int = 1, offset: int = 0, timeout: float | None = None, mode: CommandsMode = "du"
+) -> tuple[dict, DuReport]:
     project = load_project(REPOSITORY)
     generator = create_generator(project)
     if generator is None:
@@ -68,7 +72,7 @@ async def run(path: Path, every: int = 1, offset: int = 0, timeout: float | None
         generator.settings = longer
     timed = TimedGenerator(generator)
     cases = load_tests(path, project).cases[offset::every]
-    runner = E2ERunner(project, mode="llm", generator=timed, actions=create_action_runner(project))
+    runner = E2ERunner(project, mode=mode, generator=timed, actions=create_action_runner(project))
     # Starts the model and reads the prompt's fixed part once (as the assistant does at start-up).
     await generator.warm_up()
     await timed.predict("hello", Conversation("warm-up", {}), project)  # not counted
@@ -83,6 +87,7 @@ async def run(path: Path, every: int = 1, offset: int = 0, timeout: float | None
     ordered = sorted(timed.seconds)
     errors = sum(any(isinstance(c, Error) for c in s.step.predicted) for s in report.steps)
     figures = {
+        "mode": mode,
         "cases": len(cases),
         "cases_passed": sum(result.passed for result in results),
         "annotated_steps": len(report.steps),
@@ -120,6 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("path", nargs="?", type=Path, default=REPOSITORY / "e2e_tests" / "understanding")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--mode", choices=["du", "llm"], default="du", help="du: each step judged on its own; llm: e2e as played")
     parser.add_argument("--every", type=int, default=1, help="run every N-th case only")
     parser.add_argument("--offset", type=int, default=0, help="first case of the subset")
     parser.add_argument("--timeout", type=float, help="model timeout in seconds (default: the configured one)")
@@ -138,7 +144,7 @@ def main() -> None:
         from voicecalm.understanding import factory, local_llm
 
         factory.local_endpoint = partial(local_llm.local_endpoint, MODELS[args.model])  # type: ignore[assignment]
-    figures, report = asyncio.run(run(args.path, args.every, args.offset, args.timeout))
+    figures, report = asyncio.run(run(args.path, args.every, args.offset, args.timeout, args.mode))
     summary = {k: v for k, v in figures.items() if k != "du"}
     summary["per_command"] = {
         name: [round(c.precision or 0, 2), round(c.recall or 0, 2), c.count] for name, c in report.per_command.items()
