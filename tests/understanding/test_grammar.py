@@ -33,6 +33,13 @@ def sequence(grammar: str, name: str) -> list[str]:
     return [line.split(" ::= ")[1].split(' ("\\n"')[0] for line in grammar.splitlines() if re.match(rf"{name}-\d+ ::= ", line)]
 
 
+def during_transfer(project: Project, **turn: str) -> str:
+    """The grammar while transfer_money runs (`asked_slot`, `message`), checked as valid GBNF."""
+    grammar = command_grammar(startable(project), [project.flows["transfer_money"]], project, offtopic=True, handoff=True, **turn)
+    LlamaGrammar.from_string(grammar, verbose=False)
+    return grammar
+
+
 def test_grammar_for_the_example_assistant_is_valid_gbnf(project: Project) -> None:
     grammar = command_grammar(startable(project), [], project, offtopic=True, handoff=True)
     LlamaGrammar.from_string(grammar, verbose=False)  # raises on a grammar llama.cpp rejects
@@ -80,34 +87,20 @@ def test_the_flow_in_progress_is_not_started_again(project: Project) -> None:
 def test_skip_and_cancel_need_a_question_and_a_flow(project: Project) -> None:
     idle = command_grammar(startable(project), [], project, offtopic=True, handoff=True, message="skip")
     assert "skip question" not in idle and "cancel flow" not in idle
-    transfer = project.flows["transfer_money"]
-    busy = command_grammar(
-        startable(project), [transfer], project, offtopic=True, handoff=True, asked_slot="transfer_amount", message="skip"
-    )
-    LlamaGrammar.from_string(busy, verbose=False)
+    busy = during_transfer(project, asked_slot="transfer_amount", message="skip")
     assert '"skip question"' in busy and '"cancel flow"' in busy
 
 
 def test_the_asked_slot_may_be_set_even_outside_the_flow_list(project: Project) -> None:
     """ask_before_filling confirmations and patterns' questions are not in the flow list."""
-    transfer = project.flows["transfer_money"]
-    grammar = command_grammar(
-        startable(project), [transfer], project, offtopic=True, handoff=True,
-        asked_slot="continue_interrupted_flow_confirmation", message="ok yes, let's go on",
-    )
-    LlamaGrammar.from_string(grammar, verbose=False)
+    grammar = during_transfer(project, asked_slot="continue_interrupted_flow_confirmation", message="ok yes, let's go on")
     lines = sequence(grammar, "set")
     assert lines[0] == '"set slot continue_interrupted_flow_confirmation " (("True" | "False"))'
     assert '"set slot transfer_recipient " (span)' in lines, "slots of the active flow may be corrected"
 
 
 def test_values_come_from_the_message(project: Project) -> None:
-    transfer = project.flows["transfer_money"]
-    grammar = command_grammar(
-        startable(project), [transfer], project, offtopic=True, handoff=True,
-        asked_slot="transfer_amount", message='it\'s 2,500 for "David Lee."',
-    )
-    LlamaGrammar.from_string(grammar, verbose=False)
+    grammar = during_transfer(project, asked_slot="transfer_amount", message='it\'s 2,500 for "David Lee."')
     assert sequence(grammar, "set")[0] == '"set slot transfer_amount " (("2500"))', "only the number the user said"
     spans = {line for line in grammar.splitlines() if line.startswith("span")}
     assert 'span-4 ::= "Lee"' in spans, "trailing punctuation is not part of a value"
@@ -117,12 +110,7 @@ def test_values_come_from_the_message(project: Project) -> None:
 
 
 def test_numbers_in_words_allow_any_number_and_digits(project: Project) -> None:
-    transfer = project.flows["transfer_money"]
-    grammar = command_grammar(
-        startable(project), [transfer], project, offtopic=True, handoff=True,
-        asked_slot="auth_passcode", message="two four six eight",
-    )
-    LlamaGrammar.from_string(grammar, verbose=False)
+    grammar = during_transfer(project, asked_slot="auth_passcode", message="two four six eight")
     lines = sequence(grammar, "set")
     assert '"set slot transfer_amount " (number)' in lines
     assert lines[0] == '"set slot auth_passcode " (span | digits)'
@@ -131,11 +119,7 @@ def test_numbers_in_words_allow_any_number_and_digits(project: Project) -> None:
 def test_a_number_the_message_does_not_hold_is_dropped_afterwards(project: Project) -> None:
     """The line stays writable (forbidding it forced the model into some other line), but the
     invented number does not survive."""
-    transfer = project.flows["transfer_money"]
-    grammar = command_grammar(
-        startable(project), [transfer], project, offtopic=True, handoff=True, asked_slot="transfer_amount", message="hmm ok"
-    )
-    LlamaGrammar.from_string(grammar, verbose=False)
+    grammar = during_transfer(project, asked_slot="transfer_amount", message="hmm ok")
     assert sequence(grammar, "set")[0] == '"set slot transfer_amount " (number)'
     invented = [SetSlot("transfer_amount", "250"), SetSlot("transfer_recipient", "ok")]
     assert ungrounded_numbers(invented, project, "hmm ok") == [SetSlot("transfer_recipient", "ok")]
@@ -145,8 +129,6 @@ def test_a_number_the_message_does_not_hold_is_dropped_afterwards(project: Proje
 
 
 def test_without_a_message_values_are_only_bounded(project: Project) -> None:
-    transfer = project.flows["transfer_money"]
-    grammar = command_grammar(startable(project), [transfer], project, offtopic=True, handoff=True)
-    LlamaGrammar.from_string(grammar, verbose=False)
+    grammar = during_transfer(project)
     lines = sequence(grammar, "set")
     assert '"set slot transfer_recipient " (text)' in lines and '"set slot transfer_amount " (number)' in lines
