@@ -180,6 +180,16 @@ def _block_frames(rate: int) -> int:
     return round(rate * BLOCK_SECONDS)
 
 
+def _open_stream(stream_type: Any, role: str, device: AudioDevice, rate: int, callback: Any) -> Any:
+    """A mono s16 PortAudio stream on `device`; one that cannot be opened is an `AudioDeviceError`."""
+    try:
+        return stream_type(
+            samplerate=rate, blocksize=_block_frames(rate), device=device.index, channels=1, dtype="int16", callback=callback
+        )
+    except _sounddevice().PortAudioError as error:
+        raise AudioDeviceError(f"cannot open the {role} {device.name!r}: {error}") from error
+
+
 # --- transports ------------------------------------------------------------------------------
 
 
@@ -341,29 +351,12 @@ class LocalAudioTransport(pc.BaseTransport):
                 logger.debug("speaker: %s", status)
             playback.fill(outdata)
 
+        microphone = _open_stream(sd.RawInputStream, "microphone", devices.input, devices.input_rate, captured)
         try:
-            microphone = sd.RawInputStream(
-                samplerate=devices.input_rate,
-                blocksize=_block_frames(devices.input_rate),
-                device=devices.input.index,
-                channels=1,
-                dtype="int16",
-                callback=captured,
-            )
-        except sd.PortAudioError as error:
-            raise AudioDeviceError(f"cannot open the microphone {devices.input.name!r}: {error}") from error
-        try:
-            speaker = sd.RawOutputStream(
-                samplerate=devices.output_rate,
-                blocksize=_block_frames(devices.output_rate),
-                device=devices.output.index,
-                channels=1,
-                dtype="int16",
-                callback=play,
-            )
-        except sd.PortAudioError as error:
+            speaker = _open_stream(sd.RawOutputStream, "speaker", devices.output, devices.output_rate, play)
+        except AudioDeviceError:
             microphone.close()
-            raise AudioDeviceError(f"cannot open the speaker {devices.output.name!r}: {error}") from error
+            raise
         self._input = MicrophoneInput(microphone, devices.input_rate, params, self._connected)
         self._output = SpeakerOutput(speaker, playback, params)
 
