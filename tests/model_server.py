@@ -38,8 +38,9 @@ class ModelServer:
         # model falls silent for good (a stream that dies half-way).
         self.piece_delay = 0.0
         self.stall_after: int | None = None
-        self.streams_closed = 0
         self.streams_finished: list[float] = []  # time.monotonic() of each stream's last word
+        self.streams_written: list[str] = []  # each stream written to its end
+        self.streams_cut: list[str] = []  # what was written of each stream the client closed early
         app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -72,6 +73,7 @@ class ModelServer:
             }
             return f"data: {json.dumps(chunk)}\n\n"
 
+        written: list[str] = []
         try:
             yield event({"role": "assistant", "content": ""})
             for number, word in enumerate(re.findall(r"\S+\s*", content)):
@@ -79,11 +81,14 @@ class ModelServer:
                     await asyncio.sleep(3600)
                 await asyncio.sleep(self.piece_delay)
                 yield event({"content": word})
+                written.append(word)
             self.streams_finished.append(time.monotonic())
+            self.streams_written.append(content)
             yield event({}, "stop")
             yield "data: [DONE]\n\n"
-        finally:
-            self.streams_closed += 1
+        except BaseException:
+            self.streams_cut.append("".join(written))
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -104,5 +109,5 @@ def fake_model(model: ModelServer) -> ModelServer:
     model.prompts.clear()
     model.bodies.clear()
     model.delay, model.status, model.respond = 0.0, 200, None
-    model.piece_delay, model.stall_after, model.streams_closed = 0.0, None, 0
+    model.piece_delay, model.stall_after = 0.0, None
     return model
