@@ -9,6 +9,9 @@ plays the model's commands, so a wrong prediction also changes the turns after i
 `--every 3` runs every third case (a fixed subset for quick iteration); `--timeout` raises the
 model's timeout for accuracy runs (report latency at the configured one); the mismatching steps
 are also written one per block next to the JSON (`*.mismatches.txt`) for error analysis.
+`--router-only` asks no model: it scores only what the command router answers (seconds, not
+minutes). Latency is given per generator call (router and model) and, in du mode, per step
+(`step_latency`: fast path, router and model, what a caller waits for understanding).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 
 from voicecalm.actions import create_action_runner
+from voicecalm.assistant import Assistant
 from voicecalm.dialogue.commands import Command, Error
 from voicecalm.project import Project, load_project
 from voicecalm.testing.e2e.du import DuReport, command_lines, evaluate
@@ -43,27 +47,76 @@ RESULTS = Path(__file__).parent / "results" / "command_generator.json"
 
 
 class TimedGenerator:
+    """Times the generator's calls (router and model) and records what the router answered."""
+
     def __init__(self, generator: CommandGenerator) -> None:
         self.generator = generator
         self.seconds: list[float] = []
+        self.routed: set[str] = set()
+
+    async def route(self, text: str, conversation: Conversation) -> list[Command] | None:
+        started = time.perf_counter()
+        commands = await self.generator.route(text, conversation)
+        if commands is not None:
+            self.record(text, commands, time.perf_counter() - started)
+            self.routed.add(text)
+        return commands
 
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
         started = time.perf_counter()
         commands = await self.generator.predict(text, conversation, project)
-        self.seconds.append(time.perf_counter() - started)
-        # One line per call as it happens: a long run can be read (and judged) before it ends.
-        print(f"{self.seconds[-1]:6.2f}s {text!r} -> {' | '.join(command_lines(commands))}", file=sys.stderr, flush=True)
+        self.record(text, commands, time.perf_counter() - started)
         return commands
+
+    def record(self, text: str, commands: list[Command], seconds: float) -> None:
+        self.seconds.append(seconds)
+        # One line per call as it happens: a long run can be read (and judged) before it ends.
+        print(f"{seconds:6.2f}s {text!r} -> {' | '.join(command_lines(commands))}", file=sys.stderr, flush=True)
+
+
+def timed_assistant(seconds: list[float]) -> type[Assistant]:
+    """An assistant that times each step's whole understanding: fast path, router and model."""
+
+    class TimedAssistant(Assistant):
+        async def predict(self, sender_id: str, text: str) -> list[Command]:
+            started = time.perf_counter()
+            commands = await super().predict(sender_id, text)
+            seconds.append(time.perf_counter() - started)
+            return commands
+
+    return TimedAssistant
+
+
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"p50_ms": None, "p90_ms": None}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1),
+    }
 
 
 async def run(
-    path: Path, every: int = 1, offset: int = 0, timeout: float | None = None, mode: CommandsMode = "du"
-) -> tuple[dict, DuReport]:
+    path: Path,
+    every: int = 1,
+    offset: int = 0,
+    timeout: float | None = None,
+    mode: CommandsMode = "du",
+    router_only: bool = False,
+) -> tuple[dict, DuReport, set[str]]:
     project = load_project(REPOSITORY)
     generator = create_generator(project)
     if generator is None:
         raise SystemExit("the example assistant configures no command generator")
-    if timeout is not None:
+    if router_only:
+
+        async def no_model() -> LlmSettings:
+            raise RuntimeError("--router-only: the model is not asked")
+
+        generator.settings = no_model
+        logging.getLogger("voicecalm.understanding.generator").setLevel(logging.CRITICAL)
+    elif timeout is not None:
         configured = generator.settings
 
         async def longer() -> LlmSettings:
@@ -73,8 +126,11 @@ async def run(
     timed = TimedGenerator(generator)
     cases = load_tests(path, project).cases[offset::every]
     runner = E2ERunner(project, mode=mode, generator=timed, actions=create_action_runner(project))
+    step_seconds: list[float] = []
+    runner.assistant_type = timed_assistant(step_seconds)
     # Starts the model and reads the prompt's fixed part once (as the assistant does at start-up).
-    await generator.warm_up()
+    if not router_only:
+        await generator.warm_up()
     await timed.predict("hello", Conversation("warm-up", {}), project)  # not counted
     timed.seconds.clear()
     load_before = os.getloadavg()
@@ -86,6 +142,8 @@ async def run(
     print_du_report(report, Console())
     ordered = sorted(timed.seconds)
     errors = sum(any(isinstance(c, Error) for c in s.step.predicted) for s in report.steps)
+    routed = timed.routed
+    routed_steps = [s for s in report.steps if s.step.text in routed]
     figures = {
         "mode": mode,
         "cases": len(cases),
@@ -94,10 +152,15 @@ async def run(
         "exact_match": report.accuracy,
         "du": report.to_json(),
         "generator_calls": len(ordered),
-        "error_steps": errors,  # timeouts and model errors: the error command
-        "timeout_s": (await generator.settings()).timeout,
-        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1) if ordered else None,
-        "latency_p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1) if ordered else None,
+        "error_steps": errors,  # timeouts and model errors (with --router-only: every unrouted step)
+        # Steps the router answered without the model, and how many of those were right.
+        "routed_steps": len(routed_steps),
+        "routed_correct": sum(s.match for s in routed_steps),
+        "timeout_s": None if router_only else (await generator.settings()).timeout,
+        # Per generator call (router and model); per step in du mode (fast path included).
+        "latency_p50_ms": percentiles(ordered)["p50_ms"],
+        "latency_p90_ms": percentiles(ordered)["p90_ms"],
+        "step_latency": percentiles(step_seconds) | {"steps": len(step_seconds)},
         # With a raised --timeout: the calls that the configured timeout would have cut off.
         "calls_over_7s": sum(seconds > 7.0 for seconds in ordered),
         "wall_s": round(wall, 1),
@@ -105,16 +168,16 @@ async def run(
         "load_average_1m": [round(load_before[0], 2), round(load_after[0], 2)],
         "load_average_15m_after": round(load_after[2], 2),
     }
-    return figures, report
+    return figures, report, routed
 
 
-def mismatches(report: DuReport) -> str:
+def mismatches(report: DuReport, routed: set[str]) -> str:
     blocks = []
     for scored in report.steps:
         if not scored.match:
             step = scored.step
             blocks.append(
-                f"{step.file.name}:{step.line} [{step.test}]\n  user: {step.text}\n"
+                f"{step.file.name}:{step.line} [{step.test}]{' (routed)' if step.text in routed else ''}\n  user: {step.text}\n"
                 f"  expected: {' | '.join(command_lines(step.expected)) or '(none)'}\n"
                 f"  predicted: {' | '.join(command_lines(step.predicted)) or '(none)'}"
             )
@@ -130,6 +193,7 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="first case of the subset")
     parser.add_argument("--timeout", type=float, help="model timeout in seconds (default: the configured one)")
     parser.add_argument("--model", help="embedded model from the catalog (default: the default one), e.g. qwen2.5-coder-0.5b")
+    parser.add_argument("--router-only", action="store_true", help="ask no model: score only what the router answers")
     parser.add_argument("--server-log", type=Path, help="write the llama.cpp server's log (timings, prefix hits) here")
     args = parser.parse_args()
     if args.server_log is not None:
@@ -144,7 +208,9 @@ def main() -> None:
         from voicecalm.understanding import factory, local_llm
 
         factory.local_endpoint = partial(local_llm.local_endpoint, MODELS[args.model])  # type: ignore[assignment]
-    figures, report = asyncio.run(run(args.path, args.every, args.offset, args.timeout, args.mode))
+    figures, report, routed = asyncio.run(
+        run(args.path, args.every, args.offset, args.timeout, args.mode, args.router_only)
+    )
     summary = {k: v for k, v in figures.items() if k != "du"}
     summary["per_command"] = {
         name: [round(c.precision or 0, 2), round(c.recall or 0, 2), c.count] for name, c in report.per_command.items()
@@ -152,7 +218,7 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
-    args.out.with_suffix(".mismatches.txt").write_text(mismatches(report))
+    args.out.with_suffix(".mismatches.txt").write_text(mismatches(report, routed))
 
 
 if __name__ == "__main__":

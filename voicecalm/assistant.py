@@ -286,6 +286,8 @@ class Assistant:
         parse_data: dict[str, Any] = {"intent": {}, "entities": [], "commands": [c.to_json() for c in predicted]}
         if understood.fast_path:
             parse_data["fast_path"] = True
+        if understood.routed:
+            parse_data["routed"] = True
         working.apply(user_event(turn, parse_data))
         with metrics.stage("dialogue"):
             dialogue = self._new_turn(working, turn, on_message, services)

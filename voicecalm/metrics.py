@@ -41,6 +41,9 @@ TURN_SECONDS = Histogram(
 LLM_ERRORS = Counter(
     "voicecalm_llm_errors", "Command generator calls that got no answer from the model, by kind.", ["kind"]
 )
+ROUTED = Counter(
+    "voicecalm_routed_commands", "Messages the command router answered without the model, by command.", ["command"]
+)
 ACTION_ERRORS = Counter("voicecalm_action_errors", "Custom actions that failed, by kind of failure.", ["kind"])
 ACTIVE_CALLS = Gauge("voicecalm_active_calls", "Voice calls connected right now.", multiprocess_mode="livesum")
 
@@ -100,6 +103,11 @@ def stage(name: str) -> Iterator[None]:
 def llm_error(kind: str) -> None:
     """The command generator got no answer: "unavailable" (no model) or "completion"."""
     LLM_ERRORS.labels(kind).inc()
+
+
+def routed(command: str) -> None:
+    """The command router gave `command` (its JSON name) and the model was not asked."""
+    ROUTED.labels(command).inc()
 
 
 def action_failed(kind: str) -> None:

@@ -57,6 +57,9 @@ class ScriptedGenerator:
         self.script = script
         self.calls: list[str] = []
 
+    async def route(self, text: str, conversation: Conversation) -> list[Command] | None:
+        return None
+
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
         self.calls.append(text)
         return post_process(parse_commands("\n".join(self.script.get(text, ()))), [f.id for f in project.user_flows])

@@ -13,7 +13,7 @@ import pytest
 from tests.dialogue.conftest import BANK, Chat
 from tests.model_server import ModelServer
 from voicecalm.assistant import Assistant
-from voicecalm.dialogue.commands import CannotHandle, Error, SetSlot, StartFlow
+from voicecalm.dialogue.commands import CannotHandle, Error, HumanHandoff, SetSlot, StartFlow
 from voicecalm.tracker.events import SlotSet, UserUttered
 
 
@@ -128,7 +128,7 @@ async def test_timeout_never_hangs_the_turn(chat: Chat, model: ModelServer) -> N
 
 async def test_empty_completion_is_an_error(chat: Chat, model: ModelServer) -> None:
     model.completions.append("   ")
-    assert await chat.type("hello?") == ["utter_internal_error_rasa"]
+    assert await chat.type("send money to Jane") == ["utter_internal_error_rasa"]
 
 
 @pytest.mark.parametrize(
@@ -176,3 +176,21 @@ async def test_more_than_a_value_goes_to_the_model(chat: Chat, model: ModelServe
     model.completions.append("set slot amount 80\nset slot recipient Joe")
     await chat.type("80, and to Joe instead")
     assert len(model.prompts) == calls + 1
+
+
+async def test_router_answers_message_level_commands_without_the_model(chat: Chat, model: ModelServer) -> None:
+    model.completions.append("start flow transfer_money")  # what the model would have said
+    await chat.type("is there a real human I could talk to?")
+    assert model.prompts == [], "the model was not asked"
+    event = chat.events(UserUttered)[0]
+    assert event.commands == [HumanHandoff().to_json()] and event.parse_data["routed"] is True
+
+
+async def test_with_routing_off_the_model_reads_every_message(project_dir: Path, model: ModelServer) -> None:
+    config = project_dir / "config.yml"
+    config.write_text(config.read_text().replace("      timeout: 1\n", "      timeout: 1\n    routing:\n      active: false\n"))
+    chat = Chat(Assistant.from_path(project_dir, actions=None))
+    await chat.assistant.start_session(chat.sender_id)
+    model.completions.append("human handoff")
+    await chat.type("is there a real human I could talk to?")
+    assert len(model.prompts) == 1 and "routed" not in chat.events(UserUttered)[0].parse_data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llama_cpp import LlamaGrammar
@@ -33,7 +34,7 @@ def sequence(grammar: str, name: str) -> list[str]:
     return [line.split(" ::= ")[1].split(' ("\\n"')[0] for line in grammar.splitlines() if re.match(rf"{name}-\d+ ::= ", line)]
 
 
-def during_transfer(project: Project, **turn: str) -> str:
+def during_transfer(project: Project, **turn: Any) -> str:
     """The grammar while transfer_money runs (`asked_slot`, `message`), checked as valid GBNF."""
     grammar = command_grammar(startable(project), [project.flows["transfer_money"]], project, offtopic=True, handoff=True, **turn)
     LlamaGrammar.from_string(grammar, verbose=False)
@@ -89,6 +90,8 @@ def test_skip_and_cancel_need_a_question_and_a_flow(project: Project) -> None:
     assert "skip question" not in idle and "cancel flow" not in idle
     busy = during_transfer(project, asked_slot="transfer_amount", message="skip")
     assert '"skip question"' in busy and '"cancel flow"' in busy
+    unlike = during_transfer(project, asked_slot="transfer_amount", message="perfect", skip=False)
+    assert "skip question" not in unlike and '"cancel flow"' in unlike
 
 
 def test_the_asked_slot_may_be_set_even_outside_the_flow_list(project: Project) -> None:

@@ -329,6 +329,14 @@ class UserInputConfig(FileModel):
 COMMAND_GENERATORS = ("CompactLLMCommandGenerator", "SearchReadyLLMCommandGenerator", "SingleStepLLMCommandGenerator")
 
 
+class RoutingConfig(FileModel):
+    """vc: message-level commands by nearest examples, before the model (understanding/router.py)."""
+
+    active: bool = True
+    min_similarity: float = Field(default=0.5, ge=-1, le=1)
+    min_margin: float = Field(default=0.1, ge=0, le=2)
+
+
 class CommandGeneratorConfig(FileModel):
     name: Literal["CompactLLMCommandGenerator", "SearchReadyLLMCommandGenerator", "SingleStepLLMCommandGenerator"]
     llm: LlmConfig | None = None
@@ -340,6 +348,7 @@ class CommandGeneratorConfig(FileModel):
     timezone: str = "UTC"
     human_handoff_command: bool = True
     fast_path: bool = True
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
 
 class ComponentConfig(OpenModel):

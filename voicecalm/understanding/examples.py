@@ -9,11 +9,13 @@ prompt prefix). The messages are generic phrasings, one per command type, not te
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voicecalm.project import Flow, Project
 from voicecalm.project.flows import CollectStep
+from voicecalm.understanding.prompt_slots import PromptSlot, prompt_slots
 
 MAX_START_EXAMPLES = 12
 
@@ -54,11 +56,33 @@ def _asked_slots(flows: Sequence[Flow], project: Project) -> list[_Asked]:
     return asked
 
 
-def _request(flow: Flow) -> str:
+def spoken_request(flow: Flow) -> str:
     # Flow names are written for the customer to read ("check your balance"); the customer
     # says it about themself.
     name = (flow.name or flow.id.replace("_", " ")).strip()
     return " ".join("my" if word == "your" else word for word in name.split())
+
+
+_EXAMPLE_VALUE = re.compile(r"\be\.g\.\s*(.+?)(?:\s+or\s+|;|$)")
+MAX_FIRST_MESSAGE_VALUES = 2
+
+
+def _example_value(project: Project, slot: PromptSlot) -> str | None:
+    """A value to show for `slot`: its last allowed value, or the example its description
+    gives ("e.g. Anna Schmidt"); bool slots are answers to questions, not said up front."""
+    definition = project.domain.slots.get(slot.name)
+    if definition is None or definition.type == "bool":
+        return None
+    if slot.allowed_values:
+        return str(slot.allowed_values[-1])
+    match = _EXAMPLE_VALUE.search(slot.description)
+    return match.group(1).strip().rstrip(".") if match else None
+
+
+def _first_message_values(flow: Flow, project: Project) -> list[tuple[str, str]]:
+    """(slot, value) pairs a first message could give for `flow`, in the flow's slot order."""
+    given = [(slot.name, value) for slot in prompt_slots(flow, project) if (value := _example_value(project, slot))]
+    return given[:MAX_FIRST_MESSAGE_VALUES]
 
 
 def _example(lines: list[str], actions: list[str]) -> str:
@@ -73,19 +97,22 @@ def project_examples(flows: Sequence[Flow], project: Project, *, offtopic: bool,
     """The examples block for the startable `flows`, one example per blank-line-separated block."""
     examples: list[str] = []
     for flow in list(flows)[:MAX_START_EXAMPLES]:
-        examples.append(_example([f"USER: please help me {_request(flow)}", "STATE: no active flow"], [f"start flow {flow.id}"]))
+        examples.append(_example([f"USER: please help me {spoken_request(flow)}", "STATE: no active flow"], [f"start flow {flow.id}"]))
+    # First messages that already give values, one per flow that has example values: the values
+    # follow the start, in the flow's slot order (the grammar's order).
+    for flow in list(flows)[:MAX_START_EXAMPLES]:
+        given = _first_message_values(flow, project)
+        if given:
+            examples.append(_example(
+                [f"USER: please help me {spoken_request(flow)}: {', '.join(value for _, value in given)}", "STATE: no active flow"],
+                [f"start flow {flow.id}", *(f"set slot {slot} {value}" for slot, value in given)],
+            ))
 
     asked = _asked_slots(flows, project)
     categorical = list({a.slot: a for a in reversed(asked) if a.values and a.values[0] != "True"}.values())[::-1]
     boolean = [a for a in asked if a.values and a.values[0] == "True"]
     free = [a for a in asked if not a.values]
 
-    # First messages that already give values: the values follow the start.
-    for a in categorical[:3]:
-        examples.append(_example(
-            [f"USER: please help me {_request(a.flow)}, the {a.values[-1]} one", "STATE: no active flow"],
-            [f"start flow {a.flow.id}", f"set slot {a.slot} {a.values[-1]}"],
-        ))
     # Answers to the question asked, and a correction.
     for a in categorical[:3]:
         examples.append(_example(
@@ -112,7 +139,7 @@ def project_examples(flows: Sequence[Flow], project: Project, *, offtopic: bool,
         state = f"STATE: active flow {context.flow.id}, asking {context.slot}"
         other = next((f for f in flows if f.id != context.flow.id), None)
         if other is not None:
-            examples.append(_example([*ask, f"USER: hold on, first please help me {_request(other)}", state], [f"start flow {other.id}"]))
+            examples.append(_example([*ask, f"USER: hold on, first please help me {spoken_request(other)}", state], [f"start flow {other.id}"]))
         examples.append(_example([*ask, "USER: no, forget it, I don't want to do that anymore", state], ["cancel flow"]))
         examples.append(_example([*ask, "USER: quick question, are there any fees for that?", state], ["provide info"]))
         if offtopic:

@@ -17,7 +17,7 @@ from voicecalm.project import Flow, Project
 from voicecalm.project.schema import FlowRetrievalConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import FlowStarted, UserUttered
-from voicecalm.understanding.prompt import prompt_slots
+from voicecalm.understanding.prompt_slots import prompt_slots
 
 if TYPE_CHECKING:
     from voicecalm.models.embedder import Embedder

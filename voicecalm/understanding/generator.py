@@ -17,7 +17,9 @@ from voicecalm.tracker.conversation import Conversation
 from voicecalm.understanding.flow_retrieval import FlowRetrieval
 from voicecalm.understanding.grammar import command_grammar, ungrounded_numbers
 from voicecalm.understanding.llm import LlmError, LlmSettings, complete
+from voicecalm.understanding.mentions import named_values
 from voicecalm.understanding.prompt import PromptBuilder, current_flow
+from voicecalm.understanding.router import CommandRouter, routes_language
 
 if TYPE_CHECKING:
     from voicecalm.models.embedder import Embedder
@@ -31,8 +33,9 @@ SettingsProvider = Callable[[], Awaitable[LlmSettings]]
 
 
 class LLMCommandGenerator:
-    """Implements `CommandGenerator`. `constrained` passes a per-turn grammar to the model
-    (llama.cpp understands it; remote APIs get the plain prompt)."""
+    """Implements `CommandGenerator`. The router answers the message-level commands it is sure
+    of; the model the rest. `constrained` passes a per-turn grammar to the model (llama.cpp
+    understands it; remote APIs get the plain prompt)."""
 
     def __init__(
         self,
@@ -49,6 +52,17 @@ class LLMCommandGenerator:
         self.constrained = constrained
         self.prompts = PromptBuilder(project, config, local=constrained)
         self.retrieval = FlowRetrieval(project, config.flow_retrieval, embedder)
+        self.router = (
+            CommandRouter(
+                project,
+                config.routing,
+                embedder,
+                offtopic=self.prompts.fixed["offer_offtopic"],
+                handoff=config.human_handoff_command,
+            )
+            if embedder is not None and config.routing.active and routes_language(project)
+            else None
+        )
         self.user_flow_ids = frozenset(flow.id for flow in project.user_flows)
 
     def active_flows(self, conversation: Conversation) -> list[Flow]:
@@ -84,6 +98,12 @@ class LLMCommandGenerator:
         except Exception:  # a cold model is slower, not broken: the turn's own timeout still holds
             logger.warning("warming up the command generator's model failed", exc_info=True)
 
+    async def route(self, text: str, conversation: Conversation) -> list[Command] | None:
+        routed = await self.router.route(text, conversation) if self.router is not None else None
+        if routed is not None:
+            metrics.routed(routed[0].command)
+        return routed
+
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]:
         flows = await self.retrieval.shortlist(conversation, text)
         prompt = self.prompts.build(text, conversation, self.prompt_flows(flows))
@@ -98,6 +118,7 @@ class LLMCommandGenerator:
                 asked_slot=stacks.asked_slot(conversation.stack),
                 message=text,
                 current_flow=current.id if (current := current_flow(conversation, self.project)) else None,
+                skip=self.router is None or await self.router.model_may_skip(text, conversation),
             )
         try:
             settings = await self.settings()
@@ -112,7 +133,7 @@ class LLMCommandGenerator:
             metrics.llm_error("completion")
             return [Error()]
         logger.debug("completion: %r", completion)
-        commands = self.commands_from_completion(completion)
+        commands = named_values(self.commands_from_completion(completion), self.project, text)
         if self.constrained:
             commands = ungrounded_numbers(commands, self.project, text) or [CannotHandle()]
         return commands

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from voicecalm.dialogue.commands import Command, SetSlot
 from voicecalm.project import Flow, Project
-from voicecalm.understanding.prompt import prompt_slots
+from voicecalm.understanding.prompt_slots import prompt_slots
 
 MAX_DIGITS = 12
 
@@ -166,12 +166,14 @@ def command_grammar(
     asked_slot: str | None = None,
     message: str | None = None,
     current_flow: str | None = None,
+    skip: bool = True,
 ) -> str:
     """The grammar for one turn. `flows` are the flows in the prompt, `active` those on the stack
     (their slots, called flows' included, may be set or corrected), `asked_slot` the pending
     question's slot (also a pattern's, e.g. continue_interrupted_flow_confirmation), `message`
     the user's text that values must come from (None: any bounded value), `current_flow` the
-    flow in progress: it is not started again (cleanup would drop that), its slots are set."""
+    flow in progress: it is not started again (cleanup would drop that), its slots are set.
+    `skip`: `skip question` may be written while a question is pending."""
     words = _Message(message)
     rules: list[str] = []
 
@@ -180,7 +182,7 @@ def command_grammar(
         singles.append('"offtopic reply"')
     if handoff:
         singles.append('"human handoff"')
-    if asked_slot is not None:
+    if asked_slot is not None and skip:
         singles.append('"skip question"')
     # `if: False` flows (reached by call or link) are never started by the model, even when active.
     startable = sorted({flow.id: flow for flow in flows if flow.guard is not False}.values(), key=lambda f: f.id)

@@ -21,6 +21,7 @@ from voicecalm.project.schema import CommandGeneratorConfig
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered, UserBargeIn, UserUttered
 from voicecalm.understanding.examples import project_examples
+from voicecalm.understanding.prompt_slots import prompt_slots
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "command_prompt.jinja2"
 # The embedded model's prompt: the same content, laid out for a small model that reads each turn's
@@ -30,38 +31,6 @@ HISTORY_LINES = 20
 NOT_UNDERSTOOD = "[a message that could not be processed]"
 # voice.md: the tracker marks bot messages the caller cut off or never heard.
 INTERRUPTED_NOTE = " (interrupted by the user)"
-
-
-@dataclass(frozen=True, slots=True)
-class PromptSlot:
-    name: str
-    description: str
-    allowed_values: list[Any] | None
-
-
-def _allowed_values(project: Project, slot_name: str) -> list[Any] | None:
-    slot = project.domain.slots.get(slot_name)
-    if slot is None:
-        return None
-    if slot.type == "categorical":
-        return list(slot.values)
-    if slot.type == "bool":
-        return [True, False]
-    return None
-
-
-def prompt_slots(
-    flow: Flow, project: Project, *, called: bool = False, seen: frozenset[str] = frozenset()
-) -> list[PromptSlot]:
-    """The slots a flow collects without asking first; with `called`, those of the flows it calls too."""
-    slots: list[PromptSlot] = []
-    for step in flow.steps:
-        if isinstance(step, CollectStep) and not step.ask_before_filling:
-            slots.append(PromptSlot(step.collect, step.description or "", _allowed_values(project, step.collect)))
-        elif called and isinstance(step, CallStep) and step.call in project.flows and step.call not in seen:
-            slots += prompt_slots(project.flows[step.call], project, called=True, seen=seen | {flow.id})
-    unique = {slot.name: slot for slot in slots}
-    return list(unique.values())
 
 
 def flows_json(flows: Sequence[Flow], project: Project) -> str:

@@ -1,4 +1,5 @@
-"""Turn one user input into commands: given commands, payloads, input checks, then the generator."""
+"""Turn one user input into commands: given commands, payloads, input checks, the fast path, then
+the generator (its router, then its model)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ DEFAULT_MAX_CHARACTERS = 420
 
 
 class CommandGenerator(Protocol):
-    """Predicts commands for a user message (the LLM command generator implements this)."""
+    """Commands for a user message (the LLM command generator implements this): `route` gives
+    them without a model when it is sure (None: it is not), `predict` asks the model."""
+
+    async def route(self, text: str, conversation: Conversation) -> list[Command] | None: ...
 
     async def predict(self, text: str, conversation: Conversation, project: Project) -> list[Command]: ...
 
@@ -46,6 +50,7 @@ def offered_buttons(conversation: Conversation, project: Project) -> set[tuple[t
 class Understanding:
     commands: list[Command]
     fast_path: bool = False  # set by the fast path, no model was asked
+    routed: bool = False  # given by the command router, no model was asked
 
 
 async def understand(
@@ -72,4 +77,7 @@ async def understand(
             return Understanding(list(answer), fast_path=True)
     if generator is None:
         return Understanding([CannotHandle()])
+    routed = await generator.route(text, conversation)
+    if routed is not None:
+        return Understanding(routed, routed=True)
     return Understanding(await generator.predict(text, conversation, project))

@@ -76,6 +76,7 @@ class TurnTiming(BaseModel):
     transcript: str
     text: str | None = None  # what the engine handled (numbers normalised); None: no user message
     fast_path: bool = False
+    routed: bool = False  # the command router answered: no model was asked
     commands: list[dict[str, Any]] = []
     flows_started: list[str] = []
     bot: list[str] = []  # the bot messages that answered it
@@ -246,6 +247,7 @@ class TimelineObserver(pc.BaseObserver):
 def _add_understanding(timing: TurnTiming, conversation: Conversation, index: int, event: UserUttered, offset: float) -> None:
     timing.text = event.text
     timing.fast_path = bool(event.parse_data.get("fast_path"))
+    timing.routed = bool(event.parse_data.get("routed"))
     timing.commands = event.commands
     timing.at.understood = event.timestamp - offset
     later = conversation.events[index + 1 :]

@@ -85,7 +85,7 @@ def summary_table(timeline: CallTimeline) -> Table:
             if latency is not None
             else [None] * 6
         )
-        path = "—" if turn.text is None else "fast" if turn.fast_path else "model"
+        path = "—" if turn.text is None else "fast" if turn.fast_path else "routed" if turn.routed else "model"
         if turn.barge_in is not None:
             path += ", barge-in"
         table.add_row(
