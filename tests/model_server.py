@@ -49,14 +49,17 @@ class ModelServer:
         body = await request.json()
         self.bodies.append(body)
         self.prompts.append(body["messages"][-1]["content"])
+        # The answer is chosen when the request arrives: a late answer (`delay`) that its client
+        # stopped waiting for must not take a completion scripted for a later request.
+        status, content = self.status, ""
+        if status == 200 and self.respond is not None:
+            content = self.respond(self.prompts[-1])
+        elif status == 200 and self.completions:
+            content = self.completions.pop(0)
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.status != 200:
-            return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=self.status)
-        if self.respond is not None:
-            content = self.respond(self.prompts[-1])
-        else:
-            content = self.completions.pop(0) if self.completions else ""
+        if status != 200:
+            return JSONResponse({"error": {"message": "overloaded", "type": "server_error"}}, status_code=status)
         if body.get("stream"):
             return StreamingResponse(self.pieces(body["model"], content), media_type="text/event-stream")
         return JSONResponse({

@@ -17,14 +17,14 @@ from voicecalm.project import Project
 from voicecalm.understanding.prompt_slots import prompt_slots
 
 
-def _named(value: str, message: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", message) is not None
+def names(message: str, value: str) -> bool:
+    """Whether `message` holds `value` as a whole word or phrase, in any case."""
+    return re.search(rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", message.lower()) is not None
 
 
 def named_values(commands: list[Command], project: Project, message: str) -> list[Command]:
     """`commands` plus a `set slot` for each slot of a started flow whose one allowed value the
     message names and that the commands leave unset."""
-    lowered = message.lower()
     already = {command.name for command in commands if isinstance(command, SetSlot)}
     added: list[Command] = []
     for command in commands:
@@ -35,7 +35,7 @@ def named_values(commands: list[Command], project: Project, message: str) -> lis
             definition = project.domain.slots.get(slot.name)
             if definition is None or definition.type != "categorical":
                 continue
-            found[slot.name] = [str(value) for value in slot.allowed_values or () if _named(str(value), lowered)]
+            found[slot.name] = [str(value) for value in slot.allowed_values or () if names(message, str(value))]
         values = [value for named in found.values() for value in named]
         for name, named in found.items():
             if name not in already and len(named) == 1 and values.count(named[0]) == 1:

@@ -51,6 +51,7 @@ from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import BotUttered
 from voicecalm.understanding.examples import spoken_request
 from voicecalm.understanding.grammar import NUMBER_WORDS
+from voicecalm.understanding.mentions import names
 from voicecalm.understanding.prompt_slots import prompt_slots
 
 logger = logging.getLogger(__name__)
@@ -155,10 +156,13 @@ class Decision:
 
     command: str | None
     similarity: float
-    model_similarity: float
     similarities: dict[str, float]  # the nearest example's similarity, per allowed command
-    answer_similarity: float = -1.0  # the nearest answer to the asked slot (already in model_similarity)
-    flow_similarity: float = -1.0  # the nearest flow request (already in model_similarity)
+    answer_similarity: float  # the nearest answer to the asked slot
+    flow_similarity: float  # the nearest flow request
+
+    @property
+    def model_similarity(self) -> float:
+        return max(self.answer_similarity, self.flow_similarity)
 
 
 @dataclass(slots=True)
@@ -235,7 +239,7 @@ class CommandRouter:
                 best_answer = max(best_answer, similarity)
         best_command = max(per_command, key=per_command.__getitem__, default=None)
         best = per_command[best_command] if best_command is not None else -1.0
-        return Decision(best_command, best, max(best_flow, best_answer), per_command, best_answer, best_flow)
+        return Decision(best_command, best, per_command, best_answer, best_flow)
 
     def _yes_or_no(self, text: str, conversation: Conversation, decision: Decision) -> SetSlot | None:
         """`set slot S True/False` for an answer to yes/no question S: the message is nearest an
@@ -254,11 +258,10 @@ class CommandRouter:
         return SetSlot(slot.name, value)
 
     def _names_a_value(self, text: str, conversation: Conversation) -> bool:
-        lowered = text.lower()
         for frame in stacks.user_flows(conversation.stack):
             flow = self.project.flows.get(frame["flow_id"])
             for slot in prompt_slots(flow, self.project, called=True) if flow else ():
-                if any(re.search(rf"\b{re.escape(str(value).lower())}\b", lowered) for value in slot.allowed_values or ()):
+                if any(names(text, str(value)) for value in slot.allowed_values or ()):
                     return True
         return False
 
