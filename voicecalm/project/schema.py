@@ -335,6 +335,9 @@ class RoutingConfig(FileModel):
     active: bool = True
     min_similarity: float = Field(default=0.5, ge=-1, le=1)
     min_margin: float = Field(default=0.1, ge=0, le=2)
+    # The embedded model's `start flow` is dropped when the message is less similar than this
+    # to every request for that flow (CommandRouter.plausible).
+    min_start_similarity: float = Field(default=0.25, ge=-1, le=1)
 
 
 class CommandGeneratorConfig(FileModel):

@@ -133,7 +133,9 @@ class LLMCommandGenerator:
             metrics.llm_error("completion")
             return [Error()]
         logger.debug("completion: %r", completion)
-        commands = named_values(self.commands_from_completion(completion), self.project, text)
+        commands = named_values(self.commands_from_completion(completion), self.project, text, conversation)
         if self.constrained:
             commands = ungrounded_numbers(commands, self.project, text) or [CannotHandle()]
+            if self.router is not None:
+                commands = await self.router.plausible(commands, text, conversation)
         return commands
