@@ -253,3 +253,14 @@ async def test_messages_that_speak_as_the_system_or_write_commands(project: Proj
 async def test_a_plain_answer_to_a_categorical_question(project: Project, message: str, routed: list[SetSlot] | None) -> None:
     conversation = await asking(project, "block_card", {}, "card_type")
     assert await router(project).route(message, conversation) == routed
+
+
+async def test_a_question_close_to_the_documents_is_for_them(project: Project) -> None:
+    routing = router(project)
+    assert await routing.route("what does an international transfer cost?", fresh()) == [Knowledge()]
+    conversation = await asking_recipient(project)  # also in the middle of a flow
+    assert await routing.route("how much is the overdraft fee?", conversation) == [Knowledge()]
+    assert await routing.route("can you send money abroad for me?", fresh()) is None  # a request
+    assert await routing.route("is there a branch in Boston?", fresh()) is None  # the branch flow's
+    without_documents = replace(project, config=replace(project.config, policies=[]))
+    assert await router(without_documents).route("what does an international transfer cost?", fresh()) is None

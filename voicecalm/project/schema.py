@@ -338,6 +338,8 @@ class RoutingConfig(FileModel):
     # The embedded model's `start flow` is dropped when the message is less similar than this
     # to every request for that flow (CommandRouter.plausible).
     min_start_similarity: float = Field(default=0.25, ge=-1, le=1)
+    # A question ("...?") at least this similar to a passage of the documents is `provide info`.
+    min_document_similarity: float = Field(default=0.65, ge=-1, le=1)
 
 
 class CommandGeneratorConfig(FileModel):

@@ -17,7 +17,8 @@ or opens with its yes or no and asks for nothing else ("hmm, no, don't send it")
 categorical question, one that names exactly one of its values and no other, with no question or
 negation, and is nearest the answers. Anything else, a message with a number in it, and every
 command the conversation's state rules out (no flow to cancel, no question to skip), goes to the
-model. A message that speaks as the system or writes the command language is `cannot handle`.
+model. A message that speaks as the system or writes the command language is `cannot handle`; a
+question close to a passage of the project's documents is `provide info`.
 
 After the model, `plausible` drops a flow it started for a message nowhere near a request for
 that flow (`min_start_similarity`): a small model starts some flow for anything it cannot place.
@@ -50,6 +51,8 @@ from voicecalm.dialogue.commands import (
     SkipQuestion,
     StartFlow,
 )
+from voicecalm.knowledge.index import KnowledgeIndex
+from voicecalm.knowledge.responder import docs_folder, search_policy
 from voicecalm.models.embedder import Embedder
 from voicecalm.project import Flow, Project
 from voicecalm.project.schema import RoutingConfig
@@ -114,6 +117,11 @@ def opens_with_yes_or_no(text: str) -> bool:
 _INSTRUCTION = re.compile(
     r"^\W*(system|assistant|developer)\s*:|\b(set slot|start flow|cancel flow|disambiguate flows)\b", re.IGNORECASE
 )
+
+
+# Asking the assistant to do something ("can you block it?") is a request, not a question for
+# the documents.
+_REQUEST = re.compile(r"\b(can|could|would|will) you\b", re.IGNORECASE)
 
 
 def _holds_a_number(text: str) -> bool:
@@ -230,6 +238,11 @@ class CommandRouter:
         self.answer_examples = answer_examples(project, examples.answers)
         self._index: _Index | None = None
         self._index_lock = asyncio.Lock()
+        policy = search_policy(project)
+        docs = docs_folder(project, policy) if policy is not None else None
+        self._docs = docs if docs is not None and docs.is_dir() and Knowledge.dsl in self.examples else None
+        self._documents: KnowledgeIndex | None = None
+        self._documents_lock = asyncio.Lock()
         # route() then, when it passes, the model's grammar ask about the same message.
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -328,6 +341,22 @@ class CommandRouter:
             slots[asked.name] = tuple(asked.values)
         return [(name, str(value)) for name, values in slots.items() for value in values or () if names(text, str(value))]
 
+    async def _asks_the_documents(self, text: str) -> bool:
+        """A question ("...?", not "can you ...?") close to a passage of the project's documents
+        (`min_document_similarity`): "is there a fee for sending money abroad?" is for the
+        documents although it sounds like the transfer flow, which the model then starts."""
+        if self._docs is None or not text.rstrip().endswith("?") or _REQUEST.search(text):
+            return False
+        try:
+            async with self._documents_lock:
+                if self._documents is None:
+                    self._documents = await KnowledgeIndex.load_or_build(self.project.root, self.embedder, docs_dir=self._docs)
+            passages = self._documents.search_vector(await self._embedded(text), 1)
+        except Exception:
+            logger.warning("the document index is not available to the router", exc_info=True)
+            return False
+        return bool(passages) and passages[0].score >= self.config.min_document_similarity
+
     async def _embedded(self, text: str) -> np.ndarray:
         query = self._queries.get(text)
         if query is None:
@@ -410,5 +439,5 @@ class CommandRouter:
             or decision.similarity < self.config.min_similarity
             or decision.similarity - decision.model_similarity < self.config.min_margin
         ):
-            return None
+            return [Knowledge()] if await self._asks_the_documents(text) else None
         return [ROUTED_COMMANDS[decision.command]()]
