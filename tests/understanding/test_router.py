@@ -264,3 +264,10 @@ async def test_a_question_close_to_the_documents_is_for_them(project: Project) -
     assert await routing.route("is there a branch in Boston?", fresh()) is None  # the branch flow's
     without_documents = replace(project, config=replace(project.config, policies=[]))
     assert await router(without_documents).route("what does an international transfer cost?", fresh()) is None
+
+
+async def test_warming_up_embeds_the_examples_and_loads_the_documents(project: Project) -> None:
+    routing = router(project)
+    await routing.warm_up()
+    assert routing._index is not None and routing._documents is not None
+    await CommandRouter(project, RoutingConfig(), BrokenEmbedder(), offtopic=True, handoff=True).warm_up()  # logged, not raised

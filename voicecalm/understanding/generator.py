@@ -88,7 +88,10 @@ class LLMCommandGenerator:
 
     async def warm_up(self, timeout: float = WARM_UP_TIMEOUT_SECONDS) -> None:
         """Start the model and have it read the prompt's fixed part once, so that the first
-        user's turn costs what any later turn costs (a local model reuses what it has read)."""
+        user's turn costs what any later turn costs (a local model reuses what it has read);
+        the router embeds its examples meanwhile."""
+        if self.router is not None:
+            await self.router.warm_up()
         conversation = Conversation("warm-up", {})
         flows = await self.retrieval.shortlist(conversation, "")
         prompt = self.prompts.build("", conversation, self.prompt_flows(flows))

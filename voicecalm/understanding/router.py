@@ -341,6 +341,22 @@ class CommandRouter:
             slots[asked.name] = tuple(asked.values)
         return [(name, str(value)) for name, values in slots.items() for value in values or () if names(text, str(value))]
 
+    async def _document_index(self, docs: Path) -> KnowledgeIndex:
+        async with self._documents_lock:
+            if self._documents is None:
+                self._documents = await KnowledgeIndex.load_or_build(self.project.root, self.embedder, docs_dir=docs)
+            return self._documents
+
+    async def warm_up(self) -> None:
+        """Embed the examples and load the documents' index now rather than in the first turns
+        (about a second, or the index's build when no cache of it exists yet)."""
+        try:
+            await self.index()
+            if self._docs is not None:
+                await self._document_index(self._docs)
+        except Exception:  # the first turns try again
+            logger.warning("warming up the command router failed", exc_info=True)
+
     async def _asks_the_documents(self, text: str) -> bool:
         """A question ("...?", not "can you ...?") close to a passage of the project's documents
         (`min_document_similarity`): "is there a fee for sending money abroad?" is for the
@@ -348,10 +364,7 @@ class CommandRouter:
         if self._docs is None or not text.rstrip().endswith("?") or _REQUEST.search(text):
             return False
         try:
-            async with self._documents_lock:
-                if self._documents is None:
-                    self._documents = await KnowledgeIndex.load_or_build(self.project.root, self.embedder, docs_dir=self._docs)
-            passages = self._documents.search_vector(await self._embedded(text), 1)
+            passages = (await self._document_index(self._docs)).search_vector(await self._embedded(text), 1)
         except Exception:
             logger.warning("the document index is not available to the router", exc_info=True)
             return False
