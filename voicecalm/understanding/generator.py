@@ -19,6 +19,7 @@ from voicecalm.understanding.grammar import command_grammar, ungrounded_numbers
 from voicecalm.understanding.llm import LlmError, LlmSettings, complete
 from voicecalm.understanding.mentions import named_values
 from voicecalm.understanding.prompt import PromptBuilder, current_flow
+from voicecalm.understanding.prompt_slots import active_flows
 from voicecalm.understanding.router import CommandRouter, routes_language
 
 if TYPE_CHECKING:
@@ -65,13 +66,6 @@ class LLMCommandGenerator:
         )
         self.user_flow_ids = frozenset(flow.id for flow in project.user_flows)
 
-    def active_flows(self, conversation: Conversation) -> list[Flow]:
-        return [
-            self.project.flows[frame["flow_id"]]
-            for frame in stacks.user_flows(conversation.stack)
-            if frame["flow_id"] in self.project.flows
-        ]
-
     def prompt_flows(self, offered: list[Flow]) -> list[Flow]:
         """The flows the prompt lists. The local layout lists every startable flow, in a fixed
         order, whatever the guards and the stack say: then the long flow list stays in the model's
@@ -114,7 +108,7 @@ class LLMCommandGenerator:
         if self.constrained:
             grammar = command_grammar(
                 flows,
-                self.active_flows(conversation),
+                active_flows(conversation, self.project),
                 self.project,
                 offtopic=self.prompts.fixed["offer_offtopic"],
                 handoff=self.config.human_handoff_command,

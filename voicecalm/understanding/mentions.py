@@ -26,12 +26,11 @@ from collections.abc import Iterable
 
 from text_to_num import alpha2digit
 
-from voicecalm.dialogue import stack as stacks
 from voicecalm.dialogue.commands import CancelFlow, Command, SetSlot, StartFlow
 from voicecalm.project import Project
 from voicecalm.tracker.conversation import Conversation
 from voicecalm.tracker.events import ActionExecuted, UserUttered
-from voicecalm.understanding.prompt_slots import PromptSlot, prompt_slots
+from voicecalm.understanding.prompt_slots import PromptSlot, active_slots, prompt_slots
 
 CLARIFY_ACTION = "action_clarify_flows"
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
@@ -132,20 +131,15 @@ def named_values(commands: list[Command], project: Project, message: str, conver
                 already.add(name)
 
     starts = [c for c in commands if isinstance(c, StartFlow) and c.flow in project.flows]
+    earlier = clarified_request(conversation) if starts else None
     for start in starts:
         slots = prompt_slots(project.flows[start.flow], project)
         add(_started_flow_values(slots, project, message, {s.name for s in slots} - already))
-        earlier = clarified_request(conversation)
         if earlier:
             add(_literal_values(slots, project, earlier))
     if not starts and not any(isinstance(c, CancelFlow) for c in commands):
-        under_way = [
-            slot
-            for frame in stacks.user_flows(conversation.stack)
-            if (flow := project.flows.get(frame["flow_id"]))
-            for slot in prompt_slots(flow, project, called=True)
-        ]
+        under_way = active_slots(conversation, project)
         if already & {slot.name for slot in under_way}:  # the message answers in the flow under way
-            named = _literal_values(list({s.name: s for s in under_way}.values()), project, message)
+            named = _literal_values(under_way, project, message)
             add({name: value for name, value in named.items() if str(conversation.slots.get(name)) != value})
     return commands + added

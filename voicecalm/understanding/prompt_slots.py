@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from voicecalm.dialogue import stack as stacks
 from voicecalm.project import Flow, Project
 from voicecalm.project.flows import CallStep, CollectStep
+from voicecalm.tracker.conversation import Conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +42,16 @@ def prompt_slots(
             slots += prompt_slots(project.flows[step.call], project, called=True, seen=seen | {flow.id})
     unique = {slot.name: slot for slot in slots}
     return list(unique.values())
+
+
+def active_flows(conversation: Conversation, project: Project) -> list[Flow]:
+    """The user flows under way, bottom of the stack first (called flows included)."""
+    return [
+        project.flows[frame["flow_id"]] for frame in stacks.user_flows(conversation.stack) if frame["flow_id"] in project.flows
+    ]
+
+
+def active_slots(conversation: Conversation, project: Project) -> list[PromptSlot]:
+    """The slots of the flows under way and of the flows they call, once each."""
+    slots = {slot.name: slot for flow in active_flows(conversation, project) for slot in prompt_slots(flow, project, called=True)}
+    return list(slots.values())

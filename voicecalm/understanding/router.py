@@ -30,7 +30,6 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +56,11 @@ from voicecalm.models.embedder import Embedder
 from voicecalm.project import Flow, Project
 from voicecalm.project.schema import RoutingConfig
 from voicecalm.tracker.conversation import Conversation
-from voicecalm.tracker.events import BotUttered, UserUttered
+from voicecalm.tracker.events import BotUttered
 from voicecalm.understanding.examples import spoken_request
 from voicecalm.understanding.grammar import NUMBER_WORDS
 from voicecalm.understanding.mentions import names
-from voicecalm.understanding.prompt_slots import prompt_slots
+from voicecalm.understanding.prompt_slots import active_flows, active_slots, prompt_slots
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +94,6 @@ FILLERS = frozenset({"ok", "okay", "oh", "hmm", "hm", "um", "uh", "erm", "er", "
 OPENING_ANSWERS = frozenset(
     {"yes", "yeah", "yep", "yup", "sure", "perfect", "correct", "absolutely", "definitely", "no", "nope", "nah"}
 )
-
-
-def _last_bot_text(conversation: Conversation) -> str:
-    for event in reversed(conversation.events):
-        if isinstance(event, BotUttered) and event.text:
-            return event.text
-        if isinstance(event, UserUttered):
-            break
-    return ""
 
 
 def opens_with_yes_or_no(text: str) -> bool:
@@ -320,7 +310,7 @@ class CommandRouter:
     def _only_an_answer(self, text: str, conversation: Conversation, decision: Decision) -> bool:
         if not opens_with_yes_or_no(text):
             return False
-        under_way = {frame["flow_id"] for frame in stacks.user_flows(conversation.stack)}
+        under_way = {flow.id for flow in active_flows(conversation, self.project)}
         if any(similarity >= self.config.min_similarity for flow, similarity in decision.flow_similarities.items() if flow not in under_way):
             return False
         return not any(
@@ -332,10 +322,7 @@ class CommandRouter:
     def _named_values(self, text: str, conversation: Conversation) -> list[tuple[str, str]]:
         """(slot, value) for each allowed value of the asked slot and the active flows' slots
         that the message names."""
-        slots = {}
-        for frame in stacks.user_flows(conversation.stack):
-            flow = self.project.flows.get(frame["flow_id"])
-            slots.update({slot.name: slot.allowed_values for slot in prompt_slots(flow, self.project, called=True)} if flow else {})
+        slots = {slot.name: slot.allowed_values for slot in active_slots(conversation, self.project)}
         asked = self.project.domain.slots.get(stacks.asked_slot(conversation.stack) or "")
         if asked is not None and asked.type == "categorical":
             slots[asked.name] = tuple(asked.values)
@@ -402,8 +389,8 @@ class CommandRouter:
         except Exception:
             logger.warning("the command router failed; the model's flows are kept", exc_info=True)
             return commands
-        under_way = {frame["flow_id"] for frame in stacks.user_flows(conversation.stack)}
-        offered = _last_bot_text(conversation)
+        under_way = {flow.id for flow in active_flows(conversation, self.project)}
+        offered = " ".join(message.text for message in conversation.latest_bot_messages() if message.text)
         dropped = {
             start.flow
             for start in starts
@@ -414,12 +401,7 @@ class CommandRouter:
         if not dropped:
             return commands
         logger.info("dropped %s: the message is not a request for it", ", ".join(sorted(dropped)))
-        kept_slots = {stacks.asked_slot(conversation.stack)} | {
-            slot.name
-            for flow_id in under_way
-            if (flow := self.project.flows.get(flow_id))
-            for slot in prompt_slots(flow, self.project, called=True)
-        }
+        kept_slots = {stacks.asked_slot(conversation.stack)} | {slot.name for slot in active_slots(conversation, self.project)}
         dropped_slots = {
             slot.name for flow_id in dropped for slot in prompt_slots(self.project.flows[flow_id], self.project)
         } - kept_slots
